@@ -1,0 +1,4 @@
+//! uno: an actor-based supervision runtime for async Rust.
+#![warn(missing_docs)]
+
+pub use uno_actors as actors;
