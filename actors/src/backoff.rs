@@ -102,8 +102,7 @@ impl Backoff {
             return Err(BackoffError::MinAboveMax { min: base, max });
         }
         if let BackoffStrategy::Exponential { factor } = strategy {
-            // `!(factor >= 1.0)` also rejects NaN.
-            if !(factor >= 1.0) || !factor.is_finite() {
+            if factor.is_nan() || factor < 1.0 || !factor.is_finite() {
                 return Err(BackoffError::FactorBelowOne(factor));
             }
         }
