@@ -36,7 +36,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::manager::{AsyncManager, Shared};
-use crate::tree::{NodeId, NodeKind, NodeStats};
+use crate::tree::{LeafNode, NodeId, NodeKind, NodeStats};
 
 struct Inner {
     path: Arc<str>,
@@ -148,6 +148,18 @@ impl ChildContext {
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.inner.shared
+    }
+
+    /// Adds a leaf below this node that is not an actor (for example one short task of a
+    /// group). It shows in the tree until the returned handle is dropped.
+    pub fn add_leaf(&self, name: &str, kind: NodeKind) -> LeafNode {
+        LeafNode::new(
+            &self.inner.shared.registry,
+            self.inner.id,
+            &self.inner.path,
+            name,
+            kind,
+        )
     }
 
     /// A tracing span carrying the node's path, for work the node runs outside its handlers

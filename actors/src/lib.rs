@@ -63,8 +63,8 @@ pub use spec::{
 };
 pub use supervisor::{ChildCounts, ChildInfo, SupervisorRef};
 pub use tree::{
-    EffectivePolicy, LastError, NodeId, NodeKind, NodeSnapshot, NodeStats, NodeStatus, StatValue,
-    StatsSource, TreeSnapshot,
+    EffectivePolicy, LastError, LeafNode, NodeId, NodeKind, NodeSnapshot, NodeStats, NodeStatus,
+    StatValue, StatsSource, TreeSnapshot,
 };
 
 /// Re-exported so that users name the same ractor the kernel is built on.

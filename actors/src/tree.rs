@@ -611,3 +611,93 @@ impl fmt::Display for TreeSnapshot {
         walk(f, &self.root, "")
     }
 }
+
+/// A leaf node in the tree that is not an actor (for example a short task tracked by its
+/// group's actor). Created with [`ChildContext::add_leaf`](crate::ChildContext::add_leaf); it
+/// disappears from the tree when dropped.
+pub struct LeafNode {
+    registry: Weak<Registry>,
+    id: NodeId,
+    path: Arc<str>,
+}
+
+impl fmt::Debug for LeafNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LeafNode")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl LeafNode {
+    pub(crate) fn new(
+        registry: &Arc<Registry>,
+        parent: NodeId,
+        parent_path: &str,
+        name: &str,
+        kind: NodeKind,
+    ) -> Self {
+        let path: Arc<str> = format!("{parent_path}/{name}").into();
+        let id = registry.insert(Some(parent), path.clone(), name.to_string(), kind);
+        Self {
+            registry: Arc::downgrade(registry),
+            id,
+            path,
+        }
+    }
+
+    fn set(&self, status: Status) {
+        if let Some(r) = self.registry.upgrade() {
+            r.set_status(self.id, status);
+        }
+    }
+
+    /// The leaf's path.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The leaf's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Marks it running (its uptime counts from now).
+    pub fn running(&self) {
+        self.set(Status::Running);
+    }
+
+    /// Marks it being stopped.
+    pub fn stopping(&self) {
+        self.set(Status::Stopping);
+    }
+
+    /// Marks it stopped.
+    pub fn stopped(&self) {
+        self.set(Status::Stopped);
+    }
+
+    /// Marks it failed with an error.
+    pub fn failed(&self, error: impl Into<String>) {
+        if let Some(r) = self.registry.upgrade() {
+            r.set_error(self.id, error.into());
+            r.set_status(self.id, Status::Failed);
+        }
+    }
+
+    /// The handle to publish its stats.
+    pub fn stats(&self) -> NodeStats {
+        NodeStats {
+            registry: self.registry.clone(),
+            id: self.id,
+        }
+    }
+}
+
+impl Drop for LeafNode {
+    fn drop(&mut self) {
+        if let Some(r) = self.registry.upgrade() {
+            r.remove_subtree(self.id);
+        }
+    }
+}
