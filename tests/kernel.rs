@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use uno_runtime::actors::{
-    AsyncManager, AutoShutdown, Backoff, BackoffError, ChildDefaults, ExitReason, Intensity,
-    ManagerConfig, NodeKind, NodeStatus, RefError, Restart, RestartBackoff, Shutdown, SpecError,
-    Strategy, SupervisedRef, SupervisorError, SupervisorSpec, TreeSnapshot, WorkerSpec,
+    AsyncManager, AutoShutdown, Backoff, BackoffError, ChildDefaults, ExitReason, Intensity, ManagerConfig, NodeKind,
+    NodeStatus, RefError, Restart, RestartBackoff, Shutdown, SpecError, Strategy, SupervisedRef, SupervisorError,
+    SupervisorSpec, TreeSnapshot, WorkerSpec,
 };
 use uno_runtime::actors::{CancellationToken, ChildContext};
 
@@ -49,26 +49,16 @@ impl Actor for Probe {
     type State = ProbeState;
     type Arguments = ProbeArgs;
 
-    async fn pre_start(
-        &self,
-        _: ActorRef<ProbeMsg>,
-        args: ProbeArgs,
-    ) -> Result<ProbeState, ActorProcessingErr> {
+    async fn pre_start(&self, _: ActorRef<ProbeMsg>, args: ProbeArgs) -> Result<ProbeState, ActorProcessingErr> {
         if args
             .fail_starts
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
-            args.log
-                .lock()
-                .unwrap()
-                .push(format!("start-failed:{}", args.name));
+            args.log.lock().unwrap().push(format!("start-failed:{}", args.name));
             return Err(format!("{} refused to start", args.name).into());
         }
-        args.log
-            .lock()
-            .unwrap()
-            .push(format!("start:{}", args.name));
+        args.log.lock().unwrap().push(format!("start:{}", args.name));
         args.tokens
             .lock()
             .unwrap()
@@ -98,16 +88,8 @@ impl Actor for Probe {
         Ok(())
     }
 
-    async fn post_stop(
-        &self,
-        _: ActorRef<ProbeMsg>,
-        s: &mut ProbeState,
-    ) -> Result<(), ActorProcessingErr> {
-        s.args
-            .log
-            .lock()
-            .unwrap()
-            .push(format!("stop:{}", s.args.name));
+    async fn post_stop(&self, _: ActorRef<ProbeMsg>, s: &mut ProbeState) -> Result<(), ActorProcessingErr> {
+        s.args.log.lock().unwrap().push(format!("stop:{}", s.args.name));
         if s.args.post_stop_fails {
             return Err(format!("{} could not flush", s.args.name).into());
         }
@@ -126,12 +108,7 @@ impl Kit {
         self.worker_with(name, Arc::new(AtomicU32::new(0)), false)
     }
 
-    fn worker_with(
-        &self,
-        name: &str,
-        fail_starts: Arc<AtomicU32>,
-        post_stop_fails: bool,
-    ) -> WorkerSpec<Probe> {
+    fn worker_with(&self, name: &str, fail_starts: Arc<AtomicU32>, post_stop_fails: bool) -> WorkerSpec<Probe> {
         let (log, tokens, n) = (self.log.clone(), self.tokens.clone(), name.to_string());
         WorkerSpec::new(name, move |ctx: &ChildContext| {
             (
@@ -237,10 +214,7 @@ async fn one_for_all_stops_siblings_in_reverse_then_restarts_all_in_order() {
     assert_eq!(incarnation(&c).await, 2);
     assert_eq!((incarnation(&a).await, incarnation(&b).await), (2, 2));
     // Graceful stops (post_stop ran), reverse order, then starts in order.
-    assert_eq!(
-        kit.take(),
-        ["stop:c", "stop:a", "start:a", "start:b", "start:c"]
-    );
+    assert_eq!(kit.take(), ["stop:c", "stop:a", "start:a", "start:b", "start:c"]);
     m.shutdown(Duration::from_secs(5)).await;
 }
 
@@ -260,10 +234,7 @@ async fn rest_for_one_restarts_the_failed_child_and_those_after_it() {
 #[tokio::test(start_paused = true)]
 async fn permanent_is_restarted_even_after_a_normal_exit() {
     let (m, kit) = (manager().await, Kit::default());
-    let w = m
-        .spawn(kit.worker("w").restart(Restart::Permanent))
-        .await
-        .unwrap();
+    let w = m.spawn(kit.worker("w").restart(Restart::Permanent)).await.unwrap();
     w.cast(ProbeMsg::StopNormally).await.unwrap();
     assert_eq!(incarnation(&w).await, 2);
     m.shutdown(Duration::from_secs(5)).await;
@@ -272,19 +243,14 @@ async fn permanent_is_restarted_even_after_a_normal_exit() {
 #[tokio::test(start_paused = true)]
 async fn transient_is_restarted_only_after_an_abnormal_exit() {
     let (m, kit) = (manager().await, Kit::default());
-    let w = m
-        .spawn(kit.worker("w").restart(Restart::Transient))
-        .await
-        .unwrap();
+    let w = m.spawn(kit.worker("w").restart(Restart::Transient)).await.unwrap();
     w.cast(ProbeMsg::Fail("boom".into())).await.unwrap();
     assert_eq!(incarnation(&w).await, 2);
     w.cast(ProbeMsg::StopNormally).await.unwrap();
     settle().await;
     assert_eq!(
         w.call(ProbeMsg::Ping).await,
-        Err(RefError::NodeStopped {
-            path: "root/w".into()
-        })
+        Err(RefError::NodeStopped { path: "root/w".into() })
     );
     assert_eq!(status(&m.tree(), "root/w"), NodeStatus::Stopped);
     // The spec is kept (OTP): it can be restarted by hand.
@@ -296,10 +262,7 @@ async fn transient_is_restarted_only_after_an_abnormal_exit() {
 #[tokio::test(start_paused = true)]
 async fn temporary_is_never_restarted_and_is_removed() {
     let (m, kit) = (manager().await, Kit::default());
-    let w = m
-        .spawn(kit.worker("w").restart(Restart::Temporary))
-        .await
-        .unwrap();
+    let w = m.spawn(kit.worker("w").restart(Restart::Temporary)).await.unwrap();
     w.cast(ProbeMsg::Fail("boom".into())).await.unwrap();
     settle().await;
     assert!(matches!(
@@ -365,10 +328,7 @@ async fn intensity_exceeded_escalates_to_the_parent_which_restarts_the_superviso
     let inner = tree.find("root/outer/inner").unwrap();
     assert_eq!(inner.restarts, 1);
     let err = &inner.last_error.as_ref().unwrap().message;
-    assert!(
-        err.contains("root/outer/inner exceeded its restart intensity"),
-        "{err}"
-    );
+    assert!(err.contains("root/outer/inner exceeded its restart intensity"), "{err}");
     assert!(err.contains("root/outer/inner/w: two"), "{err}");
     assert_eq!(status(&tree, "root/outer/inner/w"), NodeStatus::Running);
     m.shutdown(Duration::from_secs(5)).await;
@@ -413,9 +373,7 @@ async fn backoff_delays_grow_and_reset_after_a_stable_period() {
     let w = m.spawn(kit.worker("w").backoff(backoff)).await.unwrap();
     for (attempt, expected_ms) in [(1u64, 100u64), (2, 200), (3, 400)] {
         let t0 = tokio::time::Instant::now();
-        w.cast(ProbeMsg::Fail(format!("failure {attempt}")))
-            .await
-            .unwrap();
+        w.cast(ProbeMsg::Fail(format!("failure {attempt}"))).await.unwrap();
         settle().await;
         match status(&m.tree(), "root/w") {
             NodeStatus::Backoff { next_start_in_ms } => {
@@ -429,9 +387,7 @@ async fn backoff_delays_grow_and_reset_after_a_stable_period() {
     // Up for longer than reset_after: the next failure starts again from the minimum.
     tokio::time::sleep(Duration::from_secs(11)).await;
     let t0 = tokio::time::Instant::now();
-    w.cast(ProbeMsg::Fail("after a quiet period".into()))
-        .await
-        .unwrap();
+    w.cast(ProbeMsg::Fail("after a quiet period".into())).await.unwrap();
     incarnation(&w).await;
     assert_eq!(t0.elapsed(), Duration::from_millis(100));
     // The supervisor answered while the child was in backoff.
@@ -455,11 +411,7 @@ async fn supervisor_answers_while_a_child_is_in_backoff() {
     let counts = m.root().unwrap().count_children().await.unwrap();
     assert_eq!((counts.specs, counts.active), (1, 0));
     assert!(t0.elapsed() < Duration::from_secs(1));
-    assert!(
-        m.tree().to_string().contains("backoff until +59.9"),
-        "{}",
-        m.tree()
-    );
+    assert!(m.tree().to_string().contains("backoff until +59.9"), "{}", m.tree());
     m.shutdown(Duration::from_secs(5)).await;
 }
 
@@ -467,10 +419,7 @@ async fn supervisor_answers_while_a_child_is_in_backoff() {
 async fn a_failed_restart_counts_as_a_failure_and_is_retried() {
     let (m, kit) = (manager().await, Kit::default());
     let fail_starts = Arc::new(AtomicU32::new(0));
-    let w = m
-        .spawn(kit.worker_with("w", fail_starts.clone(), false))
-        .await
-        .unwrap();
+    let w = m.spawn(kit.worker_with("w", fail_starts.clone(), false)).await.unwrap();
     fail_starts.store(2, Ordering::SeqCst);
     w.cast(ProbeMsg::Fail("boom".into())).await.unwrap();
     assert_eq!(incarnation(&w).await, 4);
@@ -482,9 +431,10 @@ async fn a_failed_restart_counts_as_a_failure_and_is_retried() {
 #[tokio::test(start_paused = true)]
 async fn initial_start_failure_fails_the_spawn_and_leaves_nothing_behind() {
     let (m, kit) = (manager().await, Kit::default());
-    let spec = SupervisorSpec::new("g")
-        .child(kit.worker("a"))
-        .child(kit.worker_with("b", Arc::new(AtomicU32::new(1)), false));
+    let spec =
+        SupervisorSpec::new("g")
+            .child(kit.worker("a"))
+            .child(kit.worker_with("b", Arc::new(AtomicU32::new(1)), false));
     let err = m.spawn_supervisor(spec).await.unwrap_err();
     assert!(
         matches!(&err, SupervisorError::StartFailed { path, .. } if path == "root/g"),
@@ -500,13 +450,9 @@ async fn initial_start_failure_fails_the_spawn_and_leaves_nothing_behind() {
 async fn shutdown_stops_in_reverse_start_order_depth_first() {
     let (m, kit) = (manager().await, Kit::default());
     m.spawn(kit.worker("a")).await.unwrap();
-    m.spawn_supervisor(
-        SupervisorSpec::new("s")
-            .child(kit.worker("b"))
-            .child(kit.worker("c")),
-    )
-    .await
-    .unwrap();
+    m.spawn_supervisor(SupervisorSpec::new("s").child(kit.worker("b")).child(kit.worker("c")))
+        .await
+        .unwrap();
     m.spawn(kit.worker("d")).await.unwrap();
     assert_eq!(kit.take(), ["start:a", "start:b", "start:c", "start:d"]);
     let report = m.shutdown(Duration::from_secs(5)).await;
@@ -517,11 +463,7 @@ async fn shutdown_stops_in_reverse_start_order_depth_first() {
     );
     assert!(report.is_clean(), "{report}");
     assert_eq!(m.wait().await, ExitReason::Shutdown);
-    assert!(
-        m.tree().iter().all(|n| n.status == NodeStatus::Stopped),
-        "{}",
-        m.tree()
-    );
+    assert!(m.tree().iter().all(|n| n.status == NodeStatus::Stopped), "{}", m.tree());
     // A second call returns the same report.
     assert_eq!(m.shutdown(Duration::from_secs(5)).await, report);
 }
@@ -531,15 +473,10 @@ async fn shutdown_timeout_is_followed_by_a_kill() {
     let (m, kit) = (manager().await, Kit::default());
     m.spawn(kit.worker("quick")).await.unwrap();
     let slow = m
-        .spawn(
-            kit.worker("slow")
-                .shutdown(Shutdown::Timeout(Duration::from_secs(2))),
-        )
+        .spawn(kit.worker("slow").shutdown(Shutdown::Timeout(Duration::from_secs(2))))
         .await
         .unwrap();
-    slow.cast(ProbeMsg::Block(Duration::from_secs(3600)))
-        .await
-        .unwrap();
+    slow.cast(ProbeMsg::Block(Duration::from_secs(3600))).await.unwrap();
     settle().await;
     let t0 = tokio::time::Instant::now();
     let report = m.shutdown(Duration::from_secs(60)).await;
@@ -554,9 +491,7 @@ async fn shutdown_timeout_is_followed_by_a_kill() {
 #[tokio::test(start_paused = true)]
 async fn brutal_kill_runs_no_post_stop() {
     let (m, kit) = (manager().await, Kit::default());
-    m.spawn(kit.worker("b").shutdown(Shutdown::Brutal))
-        .await
-        .unwrap();
+    m.spawn(kit.worker("b").shutdown(Shutdown::Brutal)).await.unwrap();
     kit.take();
     let report = m.shutdown(Duration::from_secs(5)).await;
     assert!(kit.take().is_empty());
@@ -579,10 +514,7 @@ async fn a_node_failing_while_stopping_is_reported() {
 #[tokio::test(start_paused = true)]
 async fn any_significant_child_ending_shuts_the_supervisor_down() {
     let (m, kit) = (manager().await, Kit::default());
-    let job = kit
-        .worker("job")
-        .restart(Restart::Transient)
-        .significant(true);
+    let job = kit.worker("job").restart(Restart::Transient).significant(true);
     let job_ref = job.reference();
     let sup = m
         .spawn_supervisor(
@@ -607,12 +539,8 @@ async fn any_significant_child_ending_shuts_the_supervisor_down() {
 async fn all_significant_waits_for_every_significant_child() {
     let (m, kit) = (manager().await, Kit::default());
     let (x, y) = (
-        kit.worker("x")
-            .restart(Restart::Temporary)
-            .significant(true),
-        kit.worker("y")
-            .restart(Restart::Transient)
-            .significant(true),
+        kit.worker("x").restart(Restart::Temporary).significant(true),
+        kit.worker("y").restart(Restart::Transient).significant(true),
     );
     let (xr, yr) = (x.reference(), y.reference());
     let sup = m
@@ -646,12 +574,7 @@ async fn dynamic_children_start_terminate_restart_delete() {
     assert_eq!(incarnation(&b).await, 1);
     let counts = sup.count_children().await.unwrap();
     assert_eq!(
-        (
-            counts.specs,
-            counts.active,
-            counts.workers,
-            counts.supervisors
-        ),
+        (counts.specs, counts.active, counts.workers, counts.supervisors),
         (2, 2, 2, 0)
     );
     let dup = sup.start_child(kit.worker("b")).await.unwrap_err();
@@ -673,10 +596,7 @@ async fn dynamic_children_start_terminate_restart_delete() {
     ));
     let which = sup.which_children().await.unwrap();
     assert_eq!(
-        which
-            .iter()
-            .map(|c| (c.name.as_str(), c.running))
-            .collect::<Vec<_>>(),
+        which.iter().map(|c| (c.name.as_str(), c.running)).collect::<Vec<_>>(),
         [("a", true), ("b", false)]
     );
     sup.restart_child("b").await.unwrap();
@@ -790,10 +710,7 @@ async fn stopping_a_subtree_cancels_only_that_subtree() {
     .unwrap();
     m.root().unwrap().terminate_child("s").await.unwrap();
     let tokens = kit.tokens.lock().unwrap().clone();
-    let cancelled: Vec<_> = tokens
-        .iter()
-        .map(|(n, t)| (n.as_str(), t.is_cancelled()))
-        .collect();
+    let cancelled: Vec<_> = tokens.iter().map(|(n, t)| (n.as_str(), t.is_cancelled())).collect();
     assert_eq!(cancelled, [("a", false), ("b", true), ("c", true)]);
     m.shutdown(Duration::from_secs(5)).await;
 }
@@ -848,12 +765,7 @@ async fn snapshot_shows_kinds_policies_and_round_trips_through_json() {
     assert_eq!(policy.restart, Restart::Transient); // inherited from the root
     assert_eq!(policy.shutdown, Shutdown::Timeout(Duration::from_secs(1))); // from db
     assert_eq!(
-        tree.find("root/db/cache")
-            .unwrap()
-            .policy
-            .as_ref()
-            .unwrap()
-            .restart,
+        tree.find("root/db/cache").unwrap().policy.as_ref().unwrap().restart,
         Restart::Permanent
     );
     let db = tree.find("root/db").unwrap().policy.clone().unwrap();
@@ -881,17 +793,13 @@ async fn bad_input_gets_typed_errors_naming_the_problem() {
     let (m, kit) = (manager().await, Kit::default());
     assert_eq!(
         m.spawn(kit.worker("")).await.unwrap_err(),
-        SupervisorError::Spec(SpecError::EmptyName {
-            parent: "root".into()
-        })
+        SupervisorError::Spec(SpecError::EmptyName { parent: "root".into() })
     );
     assert!(matches!(
         m.spawn(kit.worker("a/b")).await.unwrap_err(),
         SupervisorError::Spec(SpecError::InvalidName { .. })
     ));
-    let dup = SupervisorSpec::new("s")
-        .child(kit.worker("x"))
-        .child(kit.worker("x"));
+    let dup = SupervisorSpec::new("s").child(kit.worker("x")).child(kit.worker("x"));
     let err = m.spawn_supervisor(dup).await.unwrap_err();
     assert_eq!(
         err,
@@ -905,12 +813,8 @@ async fn bad_input_gets_typed_errors_naming_the_problem() {
         Intensity::new(3, Duration::ZERO),
         Err(SpecError::ZeroPeriod { max_restarts: 3 })
     );
-    let min_above_max = RestartBackoff::exponential(
-        Duration::from_secs(2),
-        Duration::from_secs(1),
-        0.1,
-        Duration::ZERO,
-    );
+    let min_above_max =
+        RestartBackoff::exponential(Duration::from_secs(2), Duration::from_secs(1), 0.1, Duration::ZERO);
     assert_eq!(
         min_above_max,
         Err(SpecError::Backoff(BackoffError::MinAboveMax {
@@ -935,12 +839,7 @@ async fn bad_input_gets_typed_errors_naming_the_problem() {
     .is_err());
     m.shutdown(Duration::from_secs(5)).await;
     let err = m.spawn(kit.worker("late")).await.unwrap_err();
-    assert_eq!(
-        err,
-        SupervisorError::ManagerStopped {
-            name: "root".into()
-        }
-    );
+    assert_eq!(err, SupervisorError::ManagerStopped { name: "root".into() });
     assert_eq!(err.to_string(), "the manager \"root\" has stopped");
 }
 
@@ -982,11 +881,6 @@ async fn stats_published_by_a_node_appear_in_the_tree() {
     assert_eq!(node.stats["capacity"], 100);
     assert_eq!(node.stats["hits"], 42);
     drop(hits);
-    assert!(!m
-        .tree()
-        .find("root/cache")
-        .unwrap()
-        .stats
-        .contains_key("hits"));
+    assert!(!m.tree().find("root/cache").unwrap().stats.contains_key("hits"));
     m.shutdown(Duration::from_secs(5)).await;
 }

@@ -153,18 +153,12 @@ impl ChildContext {
     /// Adds a leaf below this node that is not an actor (for example one short task of a
     /// group). It shows in the tree until the returned handle is dropped.
     pub fn add_leaf(&self, name: &str, kind: NodeKind) -> LeafNode {
-        LeafNode::new(
-            &self.inner.shared.registry,
-            self.inner.id,
-            &self.inner.path,
-            name,
-            kind,
-        )
+        LeafNode::new(&self.inner.shared.registry, self.inner.id, &self.inner.path, name, kind)
     }
 
     /// A tracing span carrying the node's path, for work the node runs outside its handlers
     /// (`future.instrument(ctx.span())`).
     pub fn span(&self) -> tracing::Span {
-        tracing::info_span!("uno.node", path = %self.inner.path)
+        tracing::info_span!(parent: None, "uno.node", path = %self.inner.path)
     }
 }

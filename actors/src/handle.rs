@@ -56,13 +56,8 @@ pub const DEFAULT_RESTART_WAIT: Duration = Duration::from_secs(5);
 
 pub(crate) enum SlotState<M> {
     NotStarted,
-    Running {
-        actor: ActorRef<M>,
-        incarnation: u64,
-    },
-    Down {
-        incarnation: u64,
-    },
+    Running { actor: ActorRef<M>, incarnation: u64 },
+    Down { incarnation: u64 },
     Stopped,
 }
 
@@ -98,12 +93,7 @@ impl<M: Message> Slot<M> {
         Self { name, tx }
     }
 
-    pub(crate) fn set_running(
-        &self,
-        path: String,
-        actor: ActorRef<M>,
-        manager_exited: CancellationToken,
-    ) {
+    pub(crate) fn set_running(&self, path: String, actor: ActorRef<M>, manager_exited: CancellationToken) {
         self.tx.send_modify(|s| {
             s.incarnation += 1;
             if s.path.as_deref() != Some(path.as_str()) {
@@ -220,15 +210,9 @@ impl<M: Message> SupervisedRef<M> {
                 message,
                 past: Some(*incarnation),
             }),
-            SlotState::NotStarted => Ok(Attempt::Wait {
-                message,
-                past: None,
-            }),
+            SlotState::NotStarted => Ok(Attempt::Wait { message, past: None }),
             SlotState::Stopped => {
-                let path = s
-                    .path
-                    .as_deref()
-                    .map_or_else(|| self.slot.name.clone(), str::to_string);
+                let path = s.path.as_deref().map_or_else(|| self.slot.name.clone(), str::to_string);
                 Err(CastError {
                     reason: RefError::NodeStopped { path },
                     message,
@@ -290,10 +274,7 @@ impl<M: Message> SupervisedRef<M> {
             }
             match self.try_send(message)? {
                 Attempt::Sent => return Ok(()),
-                Attempt::Wait {
-                    message: m,
-                    past: p,
-                } => {
+                Attempt::Wait { message: m, past: p } => {
                     message = m;
                     past = p;
                 }
@@ -341,9 +322,7 @@ impl<M: Message> SupervisedRef<M> {
         F: FnOnce(RpcReplyPort<R>) -> M,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.cast(build(RpcReplyPort::from(tx)))
-            .await
-            .map_err(|e| e.reason)?;
+        self.cast(build(RpcReplyPort::from(tx))).await.map_err(|e| e.reason)?;
         rx.await.map_err(|_| RefError::NoReply {
             path: self.path_or_name(),
         })
@@ -385,8 +364,7 @@ impl<M: Message> SupervisedRef<M> {
             SlotState::Down { incarnation } => Some(incarnation),
             _ => None,
         };
-        self.wait_next(past, Instant::now() + self.restart_wait)
-            .await?;
+        self.wait_next(past, Instant::now() + self.restart_wait).await?;
         self.current().ok_or_else(|| RefError::NodeStopped {
             path: self.path_or_name(),
         })

@@ -54,17 +54,15 @@ pub use backoff::{Backoff, BackoffError, BackoffState, BackoffStrategy};
 pub use context::ChildContext;
 pub use error::{CastError, EscalationError, RefError, SpecError, SupervisorError};
 pub use handle::SupervisedRef;
-pub use manager::{
-    AsyncManager, ExitReason, FailedNode, KilledNode, ManagerConfig, ShutdownReport, StopOutcome,
-};
+pub use manager::{AsyncManager, ExitReason, FailedNode, KilledNode, ManagerConfig, ShutdownReport, StopOutcome};
 pub use spec::{
-    AutoShutdown, ChildDefaults, ChildSpec, Intensity, Restart, RestartBackoff, Shutdown, Strategy,
-    SupervisorSpec, WorkerSpec,
+    AutoShutdown, ChildDefaults, ChildSpec, Intensity, Restart, RestartBackoff, Shutdown, Strategy, SupervisorSpec,
+    WorkerSpec,
 };
 pub use supervisor::{ChildCounts, ChildInfo, SupervisorRef};
 pub use tree::{
-    EffectivePolicy, LastError, LeafNode, NodeId, NodeKind, NodeSnapshot, NodeStats, NodeStatus,
-    StatValue, StatsSource, TreeSnapshot,
+    EffectivePolicy, LastError, LeafNode, NodeId, NodeKind, NodeSnapshot, NodeStats, NodeStatus, StatValue,
+    StatsSource, TreeSnapshot,
 };
 
 /// Re-exported so that users name the same ractor the kernel is built on.

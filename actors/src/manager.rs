@@ -48,9 +48,7 @@ use tracing::Instrument;
 use crate::context::ChildContext;
 use crate::error::{SpecError, SupervisorError};
 use crate::handle::SupervisedRef;
-use crate::spec::{
-    ChildDefaults, Intensity, ResolvedDefaults, Strategy, SupervisorSpec, WorkerSpec,
-};
+use crate::spec::{ChildDefaults, Intensity, ResolvedDefaults, Strategy, SupervisorSpec, WorkerSpec};
 use crate::supervisor::{SupervisorActor, SupervisorArgs, SupervisorRef};
 use crate::tree::{EffectivePolicy, NodeKind, Registry, Status, TreeSnapshot};
 
@@ -317,14 +315,14 @@ impl AsyncManager {
             ctx,
             is_root: true,
         };
-        let (actor, join) = Actor::spawn(None, SupervisorActor, args)
-            .await
-            .map_err(|e| SupervisorError::StartFailed {
-                path: path.to_string(),
-                error: e.to_string(),
-            })?;
-        spec.slot
-            .set_running(path.to_string(), actor, shared.exited.clone());
+        let (actor, join) =
+            Actor::spawn(None, SupervisorActor, args)
+                .await
+                .map_err(|e| SupervisorError::StartFailed {
+                    path: path.to_string(),
+                    error: e.to_string(),
+                })?;
+        spec.slot.set_running(path.to_string(), actor, shared.exited.clone());
         shared.registry.set_status(root_id, Status::Running);
         let _ = shared.root.set(root_ref);
         let watcher = Arc::downgrade(&shared);
@@ -359,12 +357,9 @@ impl AsyncManager {
                 name: self.shared.name.clone(),
             });
         }
-        self.shared
-            .root
-            .get()
-            .ok_or_else(|| SupervisorError::ManagerStopped {
-                name: self.shared.name.clone(),
-            })
+        self.shared.root.get().ok_or_else(|| SupervisorError::ManagerStopped {
+            name: self.shared.name.clone(),
+        })
     }
 
     /// The root supervisor, to manage its children directly.
@@ -388,10 +383,7 @@ impl AsyncManager {
     /// # Errors
     /// [`SupervisorError::ManagerStopped`] once the manager has stopped; otherwise as
     /// [`SupervisorRef::start_child`].
-    pub async fn spawn<A: Actor>(
-        &self,
-        spec: WorkerSpec<A>,
-    ) -> Result<SupervisedRef<A::Msg>, SupervisorError> {
+    pub async fn spawn<A: Actor>(&self, spec: WorkerSpec<A>) -> Result<SupervisedRef<A::Msg>, SupervisorError> {
         self.root_ref()?
             .start_worker(spec)
             .await
@@ -405,10 +397,7 @@ impl AsyncManager {
     ///
     /// # Errors
     /// As [`spawn`](Self::spawn).
-    pub async fn spawn_supervisor(
-        &self,
-        spec: SupervisorSpec,
-    ) -> Result<SupervisorRef, SupervisorError> {
+    pub async fn spawn_supervisor(&self, spec: SupervisorSpec) -> Result<SupervisorRef, SupervisorError> {
         self.root_ref()?
             .start_supervisor(spec)
             .await
@@ -491,8 +480,7 @@ impl AsyncManager {
                 // Past the deadline: kill the root; ractor kills every descendant with it.
                 for path in self.shared.registry.paths_not_stopped() {
                     if path != self.shared.name {
-                        self.shared
-                            .record_stop(&path, StopOutcome::Killed { after: timeout });
+                        self.shared.record_stop(&path, StopOutcome::Killed { after: timeout });
                     }
                 }
                 cell.kill();

@@ -122,10 +122,7 @@ impl Intensity {
         if period.is_zero() {
             return Err(SpecError::ZeroPeriod { max_restarts });
         }
-        Ok(Self {
-            max_restarts,
-            period,
-        })
+        Ok(Self { max_restarts, period })
     }
 
     /// The number of restarts allowed within the period.
@@ -172,12 +169,7 @@ impl RestartBackoff {
     ///
     /// # Errors
     /// [`SpecError::Backoff`] when `min > max` or `jitter` is outside `0..=1`.
-    pub fn exponential(
-        min: Duration,
-        max: Duration,
-        jitter: f64,
-        reset_after: Duration,
-    ) -> Result<Self, SpecError> {
+    pub fn exponential(min: Duration, max: Duration, jitter: f64, reset_after: Duration) -> Result<Self, SpecError> {
         Ok(Self {
             backoff: Backoff::exponential(min, max)?.with_jitter(jitter)?,
             reset_after,
@@ -258,8 +250,7 @@ where
         let path = args.ctx.path().to_string();
         let exited = args.ctx.manager_exited();
         Box::pin(async move {
-            let (actor_ref, _join) =
-                Actor::spawn_linked(None, actor, arguments, args.parent).await?;
+            let (actor_ref, _join) = Actor::spawn_linked(None, actor, arguments, args.parent).await?;
             slot.set_running(path, actor_ref.clone(), exited);
             Ok(actor_ref.get_cell())
         })
@@ -287,8 +278,7 @@ impl Starter for SupervisorStarter {
             is_root: false,
         };
         Box::pin(async move {
-            let (actor_ref, _join) =
-                Actor::spawn_linked(None, SupervisorActor, sup_args, args.parent).await?;
+            let (actor_ref, _join) = Actor::spawn_linked(None, SupervisorActor, sup_args, args.parent).await?;
             slot.set_running(path, actor_ref.clone(), exited);
             Ok(actor_ref.get_cell())
         })
@@ -359,8 +349,7 @@ impl ChildSpec {
                 name: self.name.clone(),
             });
         }
-        self.starter
-            .validate_below(&format!("{parent}/{}", self.name))
+        self.starter.validate_below(&format!("{parent}/{}", self.name))
     }
 }
 
@@ -598,11 +587,7 @@ impl From<SupervisorSpec> for ChildSpec {
             backoff: s.backoff,
             significant: s.significant,
             is_supervisor: true,
-            supervisor: Some((
-                s.options.strategy,
-                s.options.intensity,
-                s.options.auto_shutdown,
-            )),
+            supervisor: Some((s.options.strategy, s.options.intensity, s.options.auto_shutdown)),
             starter: Arc::new(SupervisorStarter { spec: s }),
         }
     }

@@ -75,10 +75,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use ractor::{
-    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr,
-    SupervisionEvent,
-};
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr, SupervisionEvent};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -92,8 +89,8 @@ use crate::handle::SupervisedRef;
 use crate::manager::{ExitReason, StopOutcome};
 use crate::spec::{AutoShutdown, Strategy};
 use crate::spec::{
-    ChildSpec, ResolvedDefaults, Restart, RestartBackoff, Shutdown, StartArgs, SupervisorOptions,
-    SupervisorSpec, WorkerSpec,
+    ChildSpec, ResolvedDefaults, Restart, RestartBackoff, Shutdown, StartArgs, SupervisorOptions, SupervisorSpec,
+    WorkerSpec,
 };
 use crate::tree::{EffectivePolicy, NodeId, NodeKind, Status};
 
@@ -257,12 +254,9 @@ impl SupervisorState {
         }
         let policy = self.resolve(&spec)?;
         let path: Arc<str> = format!("{}/{}", self.path(), spec.name).into();
-        let node = self.registry().insert(
-            Some(self.ctx.id()),
-            path.clone(),
-            spec.name.clone(),
-            spec.kind.clone(),
-        );
+        let node = self
+            .registry()
+            .insert(Some(self.ctx.id()), path.clone(), spec.name.clone(), spec.kind.clone());
         let supervisor_options = spec.supervisor;
         self.registry().update(node, |e| {
             e.policy = Some(EffectivePolicy {
@@ -315,11 +309,7 @@ impl SupervisorState {
         self.children.iter().position(|c| c.uid == uid)
     }
 
-    async fn start_child(
-        &mut self,
-        idx: usize,
-        myself: &ActorRef<SupervisorMsg>,
-    ) -> Result<(), String> {
+    async fn start_child(&mut self, idx: usize, myself: &ActorRef<SupervisorMsg>) -> Result<(), String> {
         let token = self.ctx.cancel_token().child_token();
         let shared = self.ctx.shared().clone();
         let child = &mut self.children[idx];
@@ -336,7 +326,7 @@ impl SupervisorState {
             child.incarnation,
         );
         shared.registry.set_status(child.node, Status::Starting);
-        let span = tracing::info_span!("uno.node", path = %child.path);
+        let span = tracing::info_span!(parent: None, "uno.node", path = %child.path);
         let start = child.spec.starter.start(StartArgs {
             ctx,
             parent: myself.get_cell(),
@@ -358,7 +348,7 @@ impl SupervisorState {
                 let error = spawn_err_text(e);
                 shared.registry.set_error(child.node, error.clone());
                 shared.registry.set_status(child.node, Status::Failed);
-                span.in_scope(|| tracing::warn!(%error, "node failed to start"));
+                span.in_scope(|| tracing::warn!(path = %child.path, %error, "node failed to start"));
                 Err(error)
             }
         }
@@ -373,7 +363,7 @@ impl SupervisorState {
         }
         shared.registry.set_status(child.node, Status::Stopping);
         self.stopping.insert(cell.get_id(), child.path.clone());
-        let span = tracing::info_span!("uno.node", path = %child.path);
+        let span = tracing::info_span!(parent: None, "uno.node", path = %child.path);
         let (shutdown, is_supervisor, node, path) = (
             child.policy.shutdown,
             child.spec.is_supervisor,
@@ -394,9 +384,7 @@ impl SupervisorState {
             }
         }
         if let StopOutcome::Killed { after } = outcome {
-            span.in_scope(|| {
-                tracing::warn!(?after, "node killed: it did not stop within its shutdown")
-            });
+            span.in_scope(|| tracing::warn!(%path, ?after, "node killed: it did not stop within its shutdown"));
         } else {
             span.in_scope(|| tracing::info!("node stopped"));
         }
@@ -418,20 +406,12 @@ impl SupervisorState {
         let now = Instant::now();
         let period = self.options.intensity.period();
         self.restarts.push_back(now);
-        while self
-            .restarts
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= period)
-        {
+        while self.restarts.front().is_some_and(|t| now.duration_since(*t) >= period) {
             self.restarts.pop_front();
         }
         let child = &mut self.children[idx];
         child.recent.push_back(now);
-        while child
-            .recent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= period)
-        {
+        while child.recent.front().is_some_and(|t| now.duration_since(*t) >= period) {
             child.recent.pop_front();
         }
         let in_window = child.recent.len() as u32;
@@ -465,18 +445,13 @@ impl SupervisorState {
             for &j in affected.iter().rev() {
                 let was_up = self.stop_child(j, StopPurpose::Restart).await.is_some();
                 let c = &self.children[j];
-                if c.policy.restart != Restart::Temporary
-                    && !c.ended
-                    && (was_up || c.pending.is_some())
-                {
+                if c.policy.restart != Restart::Temporary && !c.ended && (was_up || c.pending.is_some()) {
                     set.push(c.uid);
                 }
             }
             // Temporary siblings stopped with the group are never restarted: remove them.
             for j in affected.into_iter().rev() {
-                if self.children[j].policy.restart == Restart::Temporary
-                    && self.children[j].cell.is_none()
-                {
+                if self.children[j].policy.restart == Restart::Temporary && self.children[j].cell.is_none() {
                     self.remove_child(j);
                 }
             }
@@ -499,11 +474,7 @@ impl SupervisorState {
             }
             child.failures += 1;
             let attempt = child.failures;
-            let delay = child
-                .policy
-                .backoff
-                .backoff
-                .delay(attempt, &mut child.backoff_state);
+            let delay = child.policy.backoff.backoff.delay(attempt, &mut child.backoff_state);
             self.generation += 1;
             let generation = self.generation;
             let status = if delay.is_zero() {
@@ -521,23 +492,15 @@ impl SupervisorState {
                 };
                 self.ctx.shared().registry.set_status(c.node, st);
             }
-            let span = tracing::info_span!("uno.node", path = %failed_path);
-            span.in_scope(|| {
-                tracing::info!(attempt, ?delay, restarting = set.len(), "restart scheduled")
-            });
+            let span = tracing::info_span!(parent: None, "uno.node", path = %failed_path);
+            span.in_scope(|| tracing::info!(attempt, ?delay, restarting = set.len(), "restart scheduled"));
             let uids = set.into_iter().map(|(_, u)| u).collect();
             self.schedule(myself, uids, generation, delay);
             Ok(())
         })
     }
 
-    fn schedule(
-        &mut self,
-        myself: &ActorRef<SupervisorMsg>,
-        uids: Vec<u64>,
-        generation: u64,
-        delay: Duration,
-    ) {
+    fn schedule(&mut self, myself: &ActorRef<SupervisorMsg>, uids: Vec<u64>, generation: u64, delay: Duration) {
         self.timers.retain(|t| !t.is_finished());
         let me = myself.clone();
         if delay.is_zero() {
@@ -623,9 +586,7 @@ impl SupervisorState {
         if let Some(path) = self.stopping.remove(&id) {
             if let Exit::Failed(error) = exit {
                 tracing::warn!(path = %path, %error, "node failed while stopping");
-                self.ctx
-                    .shared()
-                    .record_stop(&path, StopOutcome::Failed { error });
+                self.ctx.shared().record_stop(&path, StopOutcome::Failed { error });
             }
             return Ok(());
         }
@@ -647,10 +608,10 @@ impl SupervisorState {
             Exit::Normal(Some(r)) if r == "killed" => Some("killed".to_string()),
             Exit::Normal(_) => None,
         };
-        let span = tracing::info_span!("uno.node", path = %child.path);
+        let span = tracing::info_span!(parent: None, "uno.node", path = %child.path);
         match &abnormal {
             Some(error) => {
-                span.in_scope(|| tracing::error!(%error, "node failed"));
+                span.in_scope(|| tracing::error!(path = %child.path, %error, "node failed"));
                 shared.registry.set_error(child.node, error.clone());
             }
             None => span.in_scope(|| tracing::info!("node exited normally")),
@@ -741,10 +702,7 @@ impl SupervisorState {
                         c.pending = None;
                         c.ended = true;
                         c.spec.starter.slot().mark_stopped();
-                        self.ctx
-                            .shared()
-                            .registry
-                            .set_status(c.node, Status::Stopped);
+                        self.ctx.shared().registry.set_status(c.node, Status::Stopped);
                         if c.policy.restart == Restart::Temporary {
                             self.remove_child(idx);
                         }
@@ -756,29 +714,26 @@ impl SupervisorState {
             SupervisorMsg::RestartChild(name, reply) => {
                 let result = match self.find(&name) {
                     Err(e) => Err(e),
-                    Ok(idx) if self.children[idx].cell.is_some() => {
-                        Err(SupervisorError::ChildRunning {
-                            path: self.children[idx].path.to_string(),
-                        })
-                    }
+                    Ok(idx) if self.children[idx].cell.is_some() => Err(SupervisorError::ChildRunning {
+                        path: self.children[idx].path.to_string(),
+                    }),
                     Ok(_) if self.shutting_down => Err(self.stopped_error()),
-                    Ok(idx) => self.start_child(idx, myself).await.map_err(|error| {
-                        SupervisorError::StartFailed {
+                    Ok(idx) => self
+                        .start_child(idx, myself)
+                        .await
+                        .map_err(|error| SupervisorError::StartFailed {
                             path: self.children[idx].path.to_string(),
                             error,
-                        }
-                    }),
+                        }),
                 };
                 let _ = reply.send(result);
             }
             SupervisorMsg::DeleteChild(name, reply) => {
                 let result = match self.find(&name) {
                     Err(e) => Err(e),
-                    Ok(idx) if self.children[idx].cell.is_some() => {
-                        Err(SupervisorError::ChildRunning {
-                            path: self.children[idx].path.to_string(),
-                        })
-                    }
+                    Ok(idx) if self.children[idx].cell.is_some() => Err(SupervisorError::ChildRunning {
+                        path: self.children[idx].path.to_string(),
+                    }),
                     Ok(idx) => {
                         self.remove_child(idx);
                         Ok(())
@@ -802,11 +757,7 @@ impl SupervisorState {
                 let _ = reply.send(infos);
             }
             SupervisorMsg::CountChildren(reply) => {
-                let supervisors = self
-                    .children
-                    .iter()
-                    .filter(|c| c.spec.is_supervisor)
-                    .count();
+                let supervisors = self.children.iter().filter(|c| c.spec.is_supervisor).count();
                 let _ = reply.send(ChildCounts {
                     specs: self.children.len(),
                     active: self.children.iter().filter(|c| c.cell.is_some()).count(),
@@ -839,9 +790,7 @@ async fn stop_cell(cell: &ActorCell, shutdown: Shutdown, is_supervisor: bool) ->
         Shutdown::Brutal => {
             cell.kill();
             let _ = cell.wait(None).await;
-            StopOutcome::Killed {
-                after: Duration::ZERO,
-            }
+            StopOutcome::Killed { after: Duration::ZERO }
         }
         Shutdown::Timeout(limit) => {
             ask();
@@ -871,7 +820,7 @@ impl Actor for SupervisorActor {
         myself: ActorRef<SupervisorMsg>,
         args: SupervisorArgs,
     ) -> Result<SupervisorState, ActorProcessingErr> {
-        let span = tracing::info_span!("uno.node", path = %args.ctx.path());
+        let span = tracing::info_span!(parent: None, "uno.node", path = %args.ctx.path());
         let mut state = SupervisorState {
             options: args.options,
             defaults: args.defaults,
@@ -891,12 +840,13 @@ impl Actor for SupervisorActor {
         async {
             for spec in args.children {
                 let started = match state.add_child(spec) {
-                    Ok(idx) => state.start_child(idx, &myself).await.map_err(|error| {
-                        SupervisorError::StartFailed {
+                    Ok(idx) => state
+                        .start_child(idx, &myself)
+                        .await
+                        .map_err(|error| SupervisorError::StartFailed {
                             path: state.children[idx].path.to_string(),
                             error,
-                        }
-                    }),
+                        }),
                     Err(e) => Err(e),
                 };
                 if let Err(e) = started {
@@ -930,12 +880,8 @@ impl Actor for SupervisorActor {
     ) -> Result<(), ActorProcessingErr> {
         let span = state.span.clone();
         let (id, exit) = match event {
-            SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                (cell.get_id(), Exit::Normal(reason))
-            }
-            SupervisionEvent::ActorFailed(cell, error) => {
-                (cell.get_id(), Exit::Failed(error.to_string()))
-            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) => (cell.get_id(), Exit::Normal(reason)),
+            SupervisionEvent::ActorFailed(cell, error) => (cell.get_id(), Exit::Failed(error.to_string())),
             _ => return Ok(()),
         };
         state.on_exit(&myself, id, exit).instrument(span).await
@@ -997,10 +943,7 @@ impl SupervisorRef {
         &self,
         build: impl FnOnce(RpcReplyPort<R>) -> SupervisorMsg,
     ) -> Result<R, SupervisorError> {
-        self.inner
-            .call(build)
-            .await
-            .map_err(|e| self.map_ref_error(e))
+        self.inner.call(build).await.map_err(|e| self.map_ref_error(e))
     }
 
     /// Adds a child (worker or supervisor) and starts it.
@@ -1025,10 +968,7 @@ impl SupervisorRef {
     ///
     /// # Errors
     /// As [`start_child`](Self::start_child).
-    pub async fn start_worker<A: Actor>(
-        &self,
-        spec: WorkerSpec<A>,
-    ) -> Result<SupervisedRef<A::Msg>, SupervisorError> {
+    pub async fn start_worker<A: Actor>(&self, spec: WorkerSpec<A>) -> Result<SupervisedRef<A::Msg>, SupervisorError> {
         let reference = spec.reference();
         self.start_child(spec).await?;
         Ok(reference)
@@ -1041,10 +981,7 @@ impl SupervisorRef {
     ///
     /// # Errors
     /// As [`start_child`](Self::start_child).
-    pub async fn start_supervisor(
-        &self,
-        spec: SupervisorSpec,
-    ) -> Result<SupervisorRef, SupervisorError> {
+    pub async fn start_supervisor(&self, spec: SupervisorSpec) -> Result<SupervisorRef, SupervisorError> {
         let reference = spec.reference();
         self.start_child(spec).await?;
         Ok(reference)
@@ -1060,8 +997,7 @@ impl SupervisorRef {
     /// [`SupervisorError::NoSuchChild`], [`SupervisorError::SupervisorStopped`].
     pub async fn terminate_child(&self, name: &str) -> Result<(), SupervisorError> {
         let name = name.to_string();
-        self.request(|r| SupervisorMsg::TerminateChild(name, r))
-            .await?
+        self.request(|r| SupervisorMsg::TerminateChild(name, r)).await?
     }
 
     /// Starts a terminated child again from its spec.
@@ -1074,8 +1010,7 @@ impl SupervisorRef {
     /// [`SupervisorError::NoSuchChild`], [`SupervisorError::SupervisorStopped`].
     pub async fn restart_child(&self, name: &str) -> Result<(), SupervisorError> {
         let name = name.to_string();
-        self.request(|r| SupervisorMsg::RestartChild(name, r))
-            .await?
+        self.request(|r| SupervisorMsg::RestartChild(name, r)).await?
     }
 
     /// Removes the spec of a stopped child.
@@ -1088,8 +1023,7 @@ impl SupervisorRef {
     /// [`SupervisorError::SupervisorStopped`].
     pub async fn delete_child(&self, name: &str) -> Result<(), SupervisorError> {
         let name = name.to_string();
-        self.request(|r| SupervisorMsg::DeleteChild(name, r))
-            .await?
+        self.request(|r| SupervisorMsg::DeleteChild(name, r)).await?
     }
 
     /// Every child, in start order.

@@ -121,11 +121,7 @@ impl fmt::Display for NodeStatus {
             NodeStatus::Running => f.write_str("running"),
             NodeStatus::Restarting => f.write_str("restarting"),
             NodeStatus::Backoff { next_start_in_ms } => {
-                write!(
-                    f,
-                    "backoff until +{:.3}s",
-                    *next_start_in_ms as f64 / 1000.0
-                )
+                write!(f, "backoff until +{:.3}s", *next_start_in_ms as f64 / 1000.0)
             }
             NodeStatus::Stopping => f.write_str("stopping"),
             NodeStatus::Stopped => f.write_str("stopped"),
@@ -206,18 +202,11 @@ pub(crate) struct Registry {
 }
 
 pub(crate) fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Registry {
-    pub fn insert(
-        &self,
-        parent: Option<NodeId>,
-        path: Arc<str>,
-        name: String,
-        kind: NodeKind,
-    ) -> NodeId {
+    pub fn insert(&self, parent: Option<NodeId>, path: Arc<str>, name: String, kind: NodeKind) -> NodeId {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let id = NodeId(n);
         self.nodes.insert(
@@ -249,8 +238,14 @@ impl Registry {
 
     pub fn set_status(&self, id: NodeId, status: Status) {
         self.update(id, |e| {
-            if matches!(status, Status::Running) {
-                e.started_at = Some((SystemTime::now(), Instant::now()));
+            match status {
+                Status::Running => e.started_at = Some((SystemTime::now(), Instant::now())),
+                // Each incarnation publishes its own stats.
+                Status::Starting => {
+                    e.stats.clear();
+                    e.sources.clear();
+                }
+                _ => {}
             }
             e.status = status;
         });
@@ -305,8 +300,7 @@ impl Registry {
     pub fn snapshot(&self) -> TreeSnapshot {
         let now = Instant::now();
         let wall = SystemTime::now();
-        let mut flat: Vec<(NodeId, Option<NodeId>, u64, NodeSnapshot)> =
-            Vec::with_capacity(self.nodes.len());
+        let mut flat: Vec<(NodeId, Option<NodeId>, u64, NodeSnapshot)> = Vec::with_capacity(self.nodes.len());
         for e in self.nodes.iter() {
             let mut stats = e.stats.clone();
             for s in &e.sources {
@@ -357,10 +351,7 @@ impl Registry {
             order.push(id);
             by_parent.entry(parent).or_default().push(node);
         }
-        fn attach(
-            node: &mut NodeSnapshot,
-            by_parent: &mut HashMap<Option<NodeId>, Vec<NodeSnapshot>>,
-        ) {
+        fn attach(node: &mut NodeSnapshot, by_parent: &mut HashMap<Option<NodeId>, Vec<NodeSnapshot>>) {
             if let Some(mut kids) = by_parent.remove(&Some(node.id)) {
                 for k in &mut kids {
                     attach(k, by_parent);
@@ -574,10 +565,7 @@ impl TreeSnapshot {
                 _ => "gray",
             };
             let label = format!("{}\\n[{}] {}", n.name, n.kind, n.status).replace('"', "\\\"");
-            out.push_str(&format!(
-                "  \"{}\" [label=\"{}\", color={}];\n",
-                n.path, label, color
-            ));
+            out.push_str(&format!("  \"{}\" [label=\"{}\", color={}];\n", n.path, label, color));
             for c in &n.children {
                 out.push_str(&format!("  \"{}\" -> \"{}\";\n", n.path, c.path));
             }
@@ -593,17 +581,8 @@ impl fmt::Display for TreeSnapshot {
             let count = n.children.len();
             for (i, c) in n.children.iter().enumerate() {
                 let last = i + 1 == count;
-                writeln!(
-                    f,
-                    "{prefix}{}{}",
-                    if last { "└── " } else { "├── " },
-                    c.line()
-                )?;
-                walk(
-                    f,
-                    c,
-                    &format!("{prefix}{}", if last { "    " } else { "│   " }),
-                )?;
+                writeln!(f, "{prefix}{}{}", if last { "└── " } else { "├── " }, c.line())?;
+                walk(f, c, &format!("{prefix}{}", if last { "    " } else { "│   " }))?;
             }
             Ok(())
         }
@@ -623,20 +602,12 @@ pub struct LeafNode {
 
 impl fmt::Debug for LeafNode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LeafNode")
-            .field("path", &self.path)
-            .finish()
+        f.debug_struct("LeafNode").field("path", &self.path).finish()
     }
 }
 
 impl LeafNode {
-    pub(crate) fn new(
-        registry: &Arc<Registry>,
-        parent: NodeId,
-        parent_path: &str,
-        name: &str,
-        kind: NodeKind,
-    ) -> Self {
+    pub(crate) fn new(registry: &Arc<Registry>, parent: NodeId, parent_path: &str, name: &str, kind: NodeKind) -> Self {
         let path: Arc<str> = format!("{parent_path}/{name}").into();
         let id = registry.insert(Some(parent), path.clone(), name.to_string(), kind);
         Self {
