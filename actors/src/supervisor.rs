@@ -70,7 +70,7 @@
 //! # }
 //! ```
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -198,6 +198,7 @@ pub(crate) struct SupervisorState {
     is_root: bool,
     span: tracing::Span,
     children: Vec<Child>,
+    names: HashSet<String>,
     next_uid: u64,
     restarts: VecDeque<Instant>,
     generation: u64,
@@ -245,7 +246,7 @@ impl SupervisorState {
 
     fn add_child(&mut self, spec: ChildSpec) -> Result<usize, SupervisorError> {
         spec.validate(self.path())?;
-        if self.children.iter().any(|c| c.spec.name == spec.name) {
+        if self.names.contains(&spec.name) {
             return Err(SpecError::DuplicateName {
                 name: spec.name.clone(),
                 parent: self.path().to_string(),
@@ -270,6 +271,7 @@ impl SupervisorState {
             })
         });
         self.next_uid += 1;
+        self.names.insert(spec.name.clone());
         self.children.push(Child {
             uid: self.next_uid,
             spec,
@@ -291,6 +293,7 @@ impl SupervisorState {
 
     fn remove_child(&mut self, idx: usize) {
         let child = self.children.remove(idx);
+        self.names.remove(&child.spec.name);
         child.spec.starter.slot().mark_stopped();
         self.registry().remove_subtree(child.node);
     }
@@ -828,6 +831,7 @@ impl Actor for SupervisorActor {
             is_root: args.is_root,
             span: span.clone(),
             children: Vec::new(),
+            names: HashSet::new(),
             next_uid: 0,
             restarts: VecDeque::new(),
             generation: 0,

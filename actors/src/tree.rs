@@ -192,6 +192,8 @@ pub(crate) struct NodeEntry {
     pub policy: Option<EffectivePolicy>,
     pub stats: BTreeMap<String, StatValue>,
     pub sources: Vec<Weak<dyn StatsSource>>,
+    /// Direct children in the registry, so that removing a leaf never scans the map.
+    pub child_count: usize,
 }
 
 /// The per-manager registry of nodes.
@@ -225,8 +227,12 @@ impl Registry {
                 policy: None,
                 stats: BTreeMap::new(),
                 sources: Vec::new(),
+                child_count: 0,
             },
         );
+        if let Some(p) = parent {
+            self.update(p, |e| e.child_count += 1);
+        }
         id
     }
 
@@ -262,16 +268,25 @@ impl Registry {
 
     /// Removes a node and every node below it.
     pub fn remove_subtree(&self, id: NodeId) {
-        let Some((_, root)) = self.nodes.remove(&id) else {
+        let Some((_, removed)) = self.nodes.remove(&id) else {
             return;
         };
-        let prefix = format!("{}/", root.path);
-        self.nodes.retain(|_, e| !e.path.starts_with(&prefix));
+        if let Some(p) = removed.parent {
+            self.update(p, |e| e.child_count = e.child_count.saturating_sub(1));
+        }
+        if removed.child_count > 0 {
+            let prefix = format!("{}/", removed.path);
+            self.nodes.retain(|_, e| !e.path.starts_with(&prefix));
+        }
     }
 
     /// Removes every node strictly below `id`.
     pub fn remove_below(&self, id: NodeId) {
-        let Some(prefix) = self.nodes.get(&id).map(|e| format!("{}/", e.path)) else {
+        let Some(prefix) = self.nodes.get_mut(&id).and_then(|mut e| {
+            let had_children = e.child_count > 0;
+            e.child_count = 0;
+            had_children.then(|| format!("{}/", e.path))
+        }) else {
             return;
         };
         self.nodes.retain(|_, e| !e.path.starts_with(&prefix));
