@@ -1,0 +1,1 @@
+//! Resilience (placeholder while it is written).
