@@ -102,8 +102,8 @@ impl Backoff {
             return Err(BackoffError::MinAboveMax { min: base, max });
         }
         if let BackoffStrategy::Exponential { factor } = strategy {
-            // `!(factor >= 1.0)` also rejects NaN.
-            if !(factor >= 1.0) || !factor.is_finite() {
+            // NaN is rejected explicitly: every comparison with it is false.
+            if factor.is_nan() || factor < 1.0 || !factor.is_finite() {
                 return Err(BackoffError::FactorBelowOne(factor));
             }
         }

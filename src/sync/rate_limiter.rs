@@ -108,7 +108,7 @@ fn quota(name: &Arc<str>, rate: f64, burst: u32) -> Result<Quota, ConfigError> {
         name: Arc::clone(name),
         rate,
     };
-    if !(rate > 0.0) || !rate.is_finite() {
+    if rate.is_nan() || rate <= 0.0 || !rate.is_finite() {
         return Err(invalid());
     }
     let period = Duration::try_from_secs_f64(1.0 / rate).map_err(|_| invalid())?;
