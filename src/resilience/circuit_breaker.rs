@@ -19,14 +19,15 @@
 //!     .consecutive_failures(2)
 //!     .cool_down(Duration::from_secs(5))
 //!     .build()?;
+//! let unavailable = || std::io::Error::other("503");
 //! for _ in 0..2 {
-//!     let _ = breaker.call(async { Err::<(), _>("503") }).await;
+//!     let _ = breaker.call(async { Err::<(), _>(unavailable()) }).await;
 //! }
 //! assert_eq!(breaker.state(), BreakerState::Open);
-//! let refused = breaker.call(async { Ok::<_, &str>(()) }).await;
+//! let refused = breaker.call(async { Ok::<_, std::io::Error>(()) }).await;
 //! assert!(matches!(refused, Err(BreakerError::Open { .. })));
 //! tokio::time::sleep(Duration::from_secs(5)).await;
-//! breaker.call(async { Ok::<_, &str>(()) }).await?; // the probe succeeds
+//! breaker.call(async { Ok::<_, std::io::Error>(()) }).await?; // the probe succeeds
 //! assert_eq!(breaker.state(), BreakerState::Closed);
 //! # Ok(())
 //! # }

@@ -10,13 +10,12 @@
 //! let policy = RetryPolicy::builder().max_attempts(3).build()?;
 //! let breaker = CircuitBreaker::builder("inventory").build()?;
 //! let stock = retry(&policy, || async {
+//!     let lookup = async { Ok::<u32, std::io::Error>(12) };
 //!     breaker
-//!         .call(async { Ok::<u32, String>(12) }.timeout_handler("inventory", Duration::from_secs(2)).await
-//!             .map_err(|t| t.to_string()))
+//!         .call(lookup.timeout_handler("inventory", Duration::from_secs(2)))
 //!         .await
 //! })
-//! .await
-//! .map_err(|e| e.to_string())?;
+//! .await??; // retry and breaker errors, then the lookup's own
 //! assert_eq!(stock, 12);
 //! # Ok(())
 //! # }

@@ -16,19 +16,20 @@
 //! let policy = RetryPolicy::builder()
 //!     .max_attempts(3)
 //!     .backoff(Backoff::exponential(Duration::from_millis(10), Duration::from_secs(1))?)
-//!     .retry_if(|e: &String| !e.starts_with("fatal"))
+//!     .retry_if(|e: &std::io::Error| e.kind() != std::io::ErrorKind::NotFound)
 //!     .build()?;
 //! let calls = AtomicU32::new(0);
 //! let value = retry(&policy, || async {
 //!     match calls.fetch_add(1, Ordering::Relaxed) {
-//!         0 | 1 => Err(String::from("flaky")),
+//!         0 | 1 => Err(std::io::Error::other("flaky")),
 //!         _ => Ok(42),
 //!     }
 //! })
 //! .await?;
 //! assert_eq!(value, 42);
 //!
-//! let err = retry(&policy, || async { Err::<(), _>(String::from("fatal: no such table")) })
+//! let missing = || std::io::Error::from(std::io::ErrorKind::NotFound);
+//! let err = retry(&policy, || async { Err::<(), _>(missing()) })
 //!     .await
 //!     .unwrap_err();
 //! assert!(matches!(err, RetryError::NotRetryable { attempts: 1, .. }));

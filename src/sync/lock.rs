@@ -1,6 +1,6 @@
 //! [`AsyncLock`]: an async mutex that knows who holds it.
 //!
-//! The holder is recorded on every acquisition (tokio task id, node path if the task runs
+//! The holder is recorded on every acquisition (tokio task id, or the thread outside tasks; node path if the task runs
 //! inside [`scope_node_path`], the `#[track_caller]` location of the acquiring call and since
 //! when), so a timeout names who was in the way. Re-acquiring from the task that holds the lock
 //! fails at once with [`SyncError::WouldDeadlock`] instead of hanging; a lock held longer than
@@ -56,11 +56,56 @@ pub fn current_node_path() -> Option<Arc<str>> {
     NODE_PATH.try_with(Arc::clone).ok()
 }
 
+/// Who acquired a lock: a tokio task, or, outside any task (a `block_on` future, a plain
+/// thread), the thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LockOwner {
+    /// A tokio task.
+    Task(tokio::task::Id),
+    /// Code outside any tokio task, identified by a per-thread number unique in the process.
+    Thread(u64),
+}
+
+impl LockOwner {
+    /// The calling task, or the calling thread outside a task.
+    #[inline]
+    pub fn current() -> Self {
+        match tokio::task::try_id() {
+            Some(id) => Self::Task(id),
+            None => Self::Thread(THREAD_KEY.with(|k| *k)),
+        }
+    }
+
+    /// The task id, if the owner is a task.
+    pub fn task(&self) -> Option<tokio::task::Id> {
+        match self {
+            Self::Task(id) => Some(*id),
+            Self::Thread(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for LockOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Task(id) => write!(f, "task {id}"),
+            Self::Thread(n) => write!(f, "thread #{n} (outside any task)"),
+        }
+    }
+}
+
+thread_local! {
+    static THREAD_KEY: u64 = {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    };
+}
+
 /// Who holds a lock, as recorded when it was acquired.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HolderInfo {
-    /// The tokio task that acquired it (`None` outside a tokio task, e.g. in `block_on`).
-    pub task: Option<tokio::task::Id>,
+    /// The task (or thread, outside tasks) that acquired it.
+    pub owner: LockOwner,
     /// The supervision-tree node of that task, if known (see [`scope_node_path`]).
     pub node: Option<Arc<str>>,
     /// The source location of the acquiring call.
@@ -73,10 +118,7 @@ pub struct HolderInfo {
 
 impl fmt::Display for HolderInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.task {
-            Some(id) => write!(f, "task {id}")?,
-            None => f.write_str("a non-task caller")?,
-        }
+        write!(f, "{}", self.owner)?;
         if let Some(node) = &self.node {
             write!(f, " of node `{node}`")?;
         }
@@ -115,7 +157,7 @@ pub struct LockStats {
 
 #[derive(Clone, Copy)]
 struct Record {
-    task: Option<tokio::task::Id>,
+    owner: LockOwner,
     location: &'static Location<'static>,
     since: Instant,
 }
@@ -150,7 +192,7 @@ impl LockShared {
         let slot = self.slot();
         let r = slot.record.filter(|_| slot.held)?;
         Some(HolderInfo {
-            task: r.task,
+            owner: r.owner,
             node: slot.node.clone(),
             location: r.location,
             since: r.since,
@@ -160,23 +202,23 @@ impl LockShared {
 }
 
 /// Which task waits for which lock: the edges of the wait-for graph.
-static WAITS_FOR: LazyLock<Mutex<HashMap<tokio::task::Id, Arc<LockShared>>>> =
+static WAITS_FOR: LazyLock<Mutex<HashMap<LockOwner, Arc<LockShared>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
-fn waits_for() -> MutexGuard<'static, HashMap<tokio::task::Id, Arc<LockShared>>> {
+fn waits_for() -> MutexGuard<'static, HashMap<LockOwner, Arc<LockShared>>> {
     WAITS_FOR.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Follows holder → the lock it waits for → its holder … from `first`. If the chain comes back
 /// to `me`, removes `me`'s edge (breaking the cycle, so the other members do not also fail)
 /// and returns the cycle.
-fn find_cycle(me: tokio::task::Id, first: &Arc<LockShared>) -> Option<Vec<DeadlockEdge>> {
+fn find_cycle(me: LockOwner, first: &Arc<LockShared>) -> Option<Vec<DeadlockEdge>> {
     let mut graph = waits_for();
     let mut cycle = Vec::new();
     let mut lock = Arc::clone(first);
     for _ in 0..=graph.len() {
         let holder = lock.holder()?;
-        let task = holder.task?;
+        let task = holder.owner;
         cycle.push(DeadlockEdge {
             lock: Arc::clone(&lock.name),
             holder,
@@ -396,7 +438,7 @@ impl<T: ?Sized> AsyncLock<T> {
     ) -> AsyncLockGuard<'a, T> {
         let since = Instant::now();
         let record = Record {
-            task: tokio::task::try_id(),
+            owner: LockOwner::current(),
             location,
             since,
         };
@@ -422,7 +464,7 @@ impl<T: ?Sized> AsyncLock<T> {
         timeout: Option<Duration>,
     ) -> Result<AsyncLockGuard<'_, T>, SyncError> {
         let shared = &self.shared;
-        let me = tokio::task::try_id();
+        let me = LockOwner::current();
         if let Some(h) = self.holder().filter(held_by_me) {
             shared.would_deadlock.fetch_add(1, Ordering::Relaxed);
             return Err(SyncError::WouldDeadlock {
@@ -462,32 +504,30 @@ impl<T: ?Sized> AsyncLock<T> {
                     holder: self.holder(),
                 });
             }
-            if let Some(me) = me {
-                if let Some(cycle) = find_cycle(me, shared) {
-                    shared.deadlocks.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(lock = %shared.name, cycle = ?cycle, "AsyncLock deadlock detected; failing the waiter");
-                    return Err(SyncError::Deadlock { cycle });
-                }
+            if let Some(cycle) = find_cycle(me, shared) {
+                shared.deadlocks.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(lock = %shared.name, cycle = ?cycle, "AsyncLock deadlock detected; failing the waiter");
+                return Err(SyncError::Deadlock { cycle });
             }
         }
     }
 }
 
 fn held_by_me(h: &HolderInfo) -> bool {
-    h.task.is_some() && h.task == tokio::task::try_id()
+    h.owner == LockOwner::current()
 }
 
 /// Registers a waiter (counter and wait-for edge) and unregisters it when dropped, whether the
 /// wait completed, failed or was cancelled.
 struct WaitRegistration<'a> {
     shared: &'a Arc<LockShared>,
-    me: Option<tokio::task::Id>,
+    me: LockOwner,
 }
 
 impl<'a> WaitRegistration<'a> {
-    fn new(shared: &'a Arc<LockShared>, me: Option<tokio::task::Id>) -> Self {
+    fn new(shared: &'a Arc<LockShared>, me: LockOwner) -> Self {
         shared.waiting.fetch_add(1, Ordering::Relaxed);
-        if let (Some(me), Some(_)) = (me, shared.deadlock_check_after) {
+        if shared.deadlock_check_after.is_some() {
             waits_for().insert(me, Arc::clone(shared));
         }
         Self { shared, me }
@@ -497,10 +537,13 @@ impl<'a> WaitRegistration<'a> {
 impl Drop for WaitRegistration<'_> {
     fn drop(&mut self) {
         self.shared.waiting.fetch_sub(1, Ordering::Relaxed);
-        if let (Some(me), Some(_)) = (self.me, self.shared.deadlock_check_after) {
+        if self.shared.deadlock_check_after.is_some() {
             let mut graph = waits_for();
-            if graph.get(&me).is_some_and(|l| Arc::ptr_eq(l, self.shared)) {
-                graph.remove(&me);
+            if graph
+                .get(&self.me)
+                .is_some_and(|l| Arc::ptr_eq(l, self.shared))
+            {
+                graph.remove(&self.me);
             }
         }
     }
