@@ -40,7 +40,7 @@ pub use event::{AsyncEvent, EventStats};
 pub use limiter::{Limiter, LimiterPermit, LimiterStats};
 pub use lock::{
     current_node_path, scope_node_path, AsyncLock, AsyncLockBuilder, AsyncLockGuard, DeadlockEdge,
-    HolderInfo, LockStats,
+    HolderInfo, LockOwner, LockStats,
 };
 pub use rate_limiter::{KeyedRateLimiter, RateLimiter, RateLimiterStats, TokioClock};
 pub use semaphore::{AsyncSemaphore, AsyncSemaphorePermit, SemaphoreStats};
