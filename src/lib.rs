@@ -2,3 +2,16 @@
 #![warn(missing_docs)]
 
 pub use uno_actors as actors;
+
+pub mod resilience;
+pub mod sync;
+
+/// The types most programs use, in one import.
+pub mod prelude {
+    pub use crate::resilience::{
+        retry, AdmissionGate, BreakerState, CircuitBreaker, Overloaded, ResilienceExt, RetryError, RetryPolicy,
+    };
+    pub use crate::sync::{
+        timeout, AsyncEvent, AsyncLock, AsyncSemaphore, KeyedRateLimiter, Limiter, RateLimiter, SyncError, Timeout,
+    };
+}
