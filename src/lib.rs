@@ -2,3 +2,7 @@
 #![warn(missing_docs)]
 
 pub use uno_actors as actors;
+
+pub mod batch;
+pub mod cache;
+pub mod context;

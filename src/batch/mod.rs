@@ -1,0 +1,1 @@
+//! `AsyncBatcher` (in progress).
