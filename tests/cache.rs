@@ -17,7 +17,10 @@ impl std::fmt::Display for Boom {
 impl std::error::Error for Boom {}
 
 fn cache(ttl_s: u64) -> AsyncCache<String, u64> {
-    match AsyncCache::builder("test").ttl(Duration::from_secs(ttl_s)).build() {
+    match AsyncCache::builder("test")
+        .ttl(Duration::from_secs(ttl_s))
+        .build()
+    {
         Ok(c) => c,
         Err(e) => panic!("config: {e}"),
     }
@@ -53,7 +56,10 @@ fn config_is_validated() {
         .build()
         .err();
     let msg = e.map(|e| e.to_string()).unwrap_or_default();
-    assert!(msg.contains("refresh_before (5s)") && msg.contains("ttl (5s)"), "{msg}");
+    assert!(
+        msg.contains("refresh_before (5s)") && msg.contains("ttl (5s)"),
+        "{msg}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -218,13 +224,19 @@ async fn refresh_ahead_serves_current_value_and_refreshes_once() {
     };
     // Before the refresh window: a plain hit, no refresh.
     advance(Duration::from_secs(6)).await;
-    assert_eq!(c.get_with("k".into(), loader(calls.clone())).await.ok(), Some(1));
+    assert_eq!(
+        c.get_with("k".into(), loader(calls.clone())).await.ok(),
+        Some(1)
+    );
     settle().await;
     assert_eq!(calls.load(Ordering::SeqCst), 0);
     // In the window: every hit returns the current value at once, one refresh starts.
     advance(Duration::from_secs(2)).await;
     for _ in 0..5 {
-        assert_eq!(c.get_with("k".into(), loader(calls.clone())).await.ok(), Some(1));
+        assert_eq!(
+            c.get_with("k".into(), loader(calls.clone())).await.ok(),
+            Some(1)
+        );
     }
     settle().await;
     assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -250,17 +262,26 @@ async fn a_failed_refresh_serves_stale_up_to_max_staleness() {
         }
     };
     advance(Duration::from_secs(8)).await;
-    assert_eq!(c.get_with("k".into(), failing(calls.clone())).await.ok(), Some(1));
+    assert_eq!(
+        c.get_with("k".into(), failing(calls.clone())).await.ok(),
+        Some(1)
+    );
     settle().await;
     assert_eq!(calls.load(Ordering::SeqCst), 1, "one refresh");
     // After a failure no new refresh starts before expiry.
-    assert_eq!(c.get_with("k".into(), failing(calls.clone())).await.ok(), Some(1));
+    assert_eq!(
+        c.get_with("k".into(), failing(calls.clone())).await.ok(),
+        Some(1)
+    );
     settle().await;
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // Past expiry, within max staleness: still served (and retried in the background).
     advance(Duration::from_secs(4)).await; // t = 12 s, expired at 10 s
     assert_eq!(c.get("k"), Some(1));
-    assert_eq!(c.get_with("k".into(), failing(calls.clone())).await.ok(), Some(1));
+    assert_eq!(
+        c.get_with("k".into(), failing(calls.clone())).await.ok(),
+        Some(1)
+    );
     settle().await;
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     // Past max staleness (15 s): the value is gone and the loader's error surfaces.
@@ -358,7 +379,10 @@ async fn invalidate_during_a_load_wakes_waiters_who_retry() {
     // still had its own loader and loaded the new state.
     let a = first.await.ok();
     let b = second.await.ok();
-    assert!(matches!(a, Some(Err(CacheError::Cancelled { .. }))), "{a:?}");
+    assert!(
+        matches!(a, Some(Err(CacheError::Cancelled { .. }))),
+        "{a:?}"
+    );
     assert_eq!(b.and_then(|r| r.ok()), Some(2));
     assert_eq!(c.get("k"), Some(2));
 }
@@ -391,7 +415,10 @@ async fn invalidate_if_removes_a_prefix_and_clear_cancels_everything() {
     assert_eq!(dropped.load(Ordering::SeqCst), 1);
     assert!(c.is_empty());
     let r = waiter.await.ok();
-    assert!(matches!(r, Some(Err(CacheError::Cancelled { .. }))), "{r:?}");
+    assert!(
+        matches!(r, Some(Err(CacheError::Cancelled { .. }))),
+        "{r:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -410,7 +437,11 @@ async fn insert_overrides_an_in_flight_load() {
     advance(Duration::from_secs(2)).await;
     settle().await;
     let _ = t.await;
-    assert_eq!(c.get("k"), Some(7), "the older load did not overwrite the insert");
+    assert_eq!(
+        c.get("k"),
+        Some(7),
+        "the older load did not overwrite the insert"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -250,8 +250,8 @@ where
             if !e.referenced.load(Ordering::Relaxed) {
                 e.referenced.store(true, Ordering::Relaxed);
             }
-            let refresh = e.refresh_at.is_some_and(|r| now >= r)
-                && !e.refresh_failed.load(Ordering::Relaxed);
+            let refresh =
+                e.refresh_at.is_some_and(|r| now >= r) && !e.refresh_failed.load(Ordering::Relaxed);
             return Lookup::Fresh {
                 value: e.value.clone(),
                 refresh,
