@@ -39,6 +39,15 @@ fn cache_hit(c: &mut Criterion) {
         Ok(c) => c,
         Err(e) => panic!("{e}"),
     };
+    let coarse: AsyncCache<u64, Arc<String>> = match AsyncCache::builder("bench-coarse")
+        .ttl(Duration::from_secs(3600))
+        .max_capacity(2 * KEYS as usize)
+        .coarse_clock(true)
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
     let moka: moka::future::Cache<u64, Arc<String>> = moka::future::Cache::builder()
         .max_capacity(2 * KEYS)
         .time_to_live(Duration::from_secs(3600))
@@ -47,6 +56,7 @@ fn cache_hit(c: &mut Criterion) {
         for k in 0..KEYS {
             raw.insert(k, value.clone());
             uno.insert(k, value.clone());
+            coarse.insert(k, value.clone());
             moka.insert(k, value.clone()).await;
         }
     });
@@ -62,6 +72,9 @@ fn cache_hit(c: &mut Criterion) {
         b.iter(|| black_box(raw.get(&next()).map(|v| v.clone())))
     });
     g.bench_function("uno_cache_get", |b| b.iter(|| black_box(uno.get(&next()))));
+    g.bench_function("uno_cache_get_coarse_clock", |b| {
+        b.iter(|| black_box(coarse.get(&next())))
+    });
     g.bench_function("moka_future_get", |b| {
         b.to_async(&rt).iter(|| {
             let k = next();
@@ -73,42 +86,57 @@ fn cache_hit(c: &mut Criterion) {
 }
 
 fn cache_miss(c: &mut Criterion) {
+    const PER_ITER: u64 = 100;
     let rt = rt();
     let mut g = c.benchmark_group("cache_miss_load");
-    g.throughput(Throughput::Elements(1));
-    // Every iteration loads a fresh key through the loader (no eviction: big capacity).
-    let uno: AsyncCache<u64, u64> = match AsyncCache::builder("bench-miss")
+    g.throughput(Throughput::Elements(PER_ITER));
+    // Every iteration loads 100 fresh keys through the loader, from a task running on a
+    // runtime worker (as a server's handlers do); big capacity, so no eviction.
+    let uno: Arc<AsyncCache<u64, u64>> = match AsyncCache::builder("bench-miss")
         .ttl(Duration::from_secs(3600))
         .max_capacity(100_000_000)
         .build()
     {
-        Ok(c) => c,
+        Ok(c) => Arc::new(c),
         Err(e) => panic!("{e}"),
     };
-    let moka: moka::future::Cache<u64, u64> = moka::future::Cache::builder()
-        .max_capacity(100_000_000)
-        .time_to_live(Duration::from_secs(3600))
-        .build();
+    let moka: Arc<moka::future::Cache<u64, u64>> = Arc::new(
+        moka::future::Cache::builder()
+            .max_capacity(100_000_000)
+            .time_to_live(Duration::from_secs(3600))
+            .build(),
+    );
     let mut n = 0u64;
     g.bench_function("uno_get_with", |b| {
         b.to_async(&rt).iter(|| {
-            n += 1;
-            let (uno, k) = (&uno, n);
+            n += PER_ITER;
+            let (uno, base) = (uno.clone(), n);
             async move {
-                black_box(
-                    uno.get_with(k, move || async move { Ok::<_, std::io::Error>(k) })
-                        .await
-                        .ok(),
-                )
+                let t = tokio::spawn(async move {
+                    for k in base..base + PER_ITER {
+                        let r = uno
+                            .get_with(k, move || async move { Ok::<_, std::io::Error>(k) })
+                            .await;
+                        black_box(r.ok());
+                    }
+                });
+                black_box(t.await.is_ok())
             }
         })
     });
     let mut m = 0u64;
     g.bench_function("moka_get_with", |b| {
         b.to_async(&rt).iter(|| {
-            m += 1;
-            let (moka, k) = (&moka, m);
-            async move { black_box(moka.get_with(k, async move { k }).await) }
+            m += PER_ITER;
+            let (moka, base) = (moka.clone(), m);
+            async move {
+                let t = tokio::spawn(async move {
+                    for k in base..base + PER_ITER {
+                        black_box(moka.get_with(k, async move { k }).await);
+                    }
+                });
+                black_box(t.await.is_ok())
+            }
         })
     });
     g.finish();

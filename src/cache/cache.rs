@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex, Weak};
 use dashmap::mapref::entry::Entry as MapEntry;
 use dashmap::DashMap;
 use futures::future::{BoxFuture, FutureExt, Shared};
-use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
+use super::clock::{duration_nanos, Clock};
 use super::counter::StripedCounter;
 use super::{AsyncCacheBuilder, CacheConfig, CacheError, CacheStats};
 
@@ -44,9 +44,11 @@ struct Entry<V> {
     value: V,
     /// Identity of this key's slot in the eviction rings (kept across overwrites).
     slot: u64,
-    expires_at: Instant,
-    refresh_at: Option<Instant>,
-    stale_until: Instant,
+    /// Times in nanoseconds of the cache's clock. `refresh_at` is `u64::MAX` when
+    /// refresh-ahead is off.
+    expires_at: u64,
+    refresh_at: u64,
+    stale_until: u64,
     /// CLOCK reference bit: set on hit (only when clear), cleared by the hand.
     referenced: AtomicBool,
     /// The last reload of this value failed.
@@ -60,6 +62,7 @@ struct Ring<K> {
 
 struct Inner<K: Hash + Eq, V> {
     config: CacheConfig,
+    clock: Clock,
     map: DashMap<K, Entry<V>>,
     flights: DashMap<K, Arc<Flight<V>>>,
     rings: Box<[Mutex<Ring<K>>]>,
@@ -165,6 +168,7 @@ where
         };
         Self {
             inner: Arc::new(Inner {
+                clock: Clock::new(config.coarse_clock),
                 config,
                 map: DashMap::new(),
                 flights: DashMap::new(),
@@ -219,7 +223,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let now = Instant::now();
+        let now = self.inner.clock.now();
         if let Some(e) = self.inner.map.get(key) {
             if now < e.expires_at {
                 if !e.referenced.load(Ordering::Relaxed) {
@@ -242,7 +246,7 @@ where
         None
     }
 
-    fn lookup(&self, key: &K, now: Instant) -> Lookup<V> {
+    fn lookup(&self, key: &K, now: u64) -> Lookup<V> {
         let Some(e) = self.inner.map.get(key) else {
             return Lookup::Missing;
         };
@@ -250,8 +254,7 @@ where
             if !e.referenced.load(Ordering::Relaxed) {
                 e.referenced.store(true, Ordering::Relaxed);
             }
-            let refresh =
-                e.refresh_at.is_some_and(|r| now >= r) && !e.refresh_failed.load(Ordering::Relaxed);
+            let refresh = now >= e.refresh_at && !e.refresh_failed.load(Ordering::Relaxed);
             return Lookup::Fresh {
                 value: e.value.clone(),
                 refresh,
@@ -271,12 +274,12 @@ where
     }
 
     /// The stale value of `key`, if it is within its max staleness.
-    fn stale_value(&self, key: &K, now: Instant) -> Option<V> {
+    fn stale_value(&self, key: &K, now: u64) -> Option<V> {
         let e = self.inner.map.get(key)?;
         (now < e.stale_until).then(|| e.value.clone())
     }
 
-    fn remove_dead(&self, key: &K, slot: u64, now: Instant) {
+    fn remove_dead(&self, key: &K, slot: u64, now: u64) {
         if self
             .inner
             .map
@@ -323,7 +326,7 @@ where
         let mut loader = Some(loader);
         let mut counted_miss = false;
         loop {
-            let now = Instant::now();
+            let now = self.inner.clock.now();
             match self.lookup(&key, now) {
                 Lookup::Fresh { value, refresh } => {
                     self.inner.hits.inc();
@@ -363,7 +366,7 @@ where
                 // An invalidation cancelled the load we waited on: look again.
                 continue;
             }
-            if let Some(v) = self.stale_value(&key, Instant::now()) {
+            if let Some(v) = self.stale_value(&key, self.inner.clock.now()) {
                 self.inner.hits.inc();
                 self.inner.stale_served.fetch_add(1, Ordering::Relaxed);
                 return Ok(v);
@@ -448,7 +451,7 @@ where
     /// cancelled so it cannot overwrite this newer value.
     pub fn insert(&self, key: K, value: V) {
         self.cancel_flight(&key);
-        store(&self.inner, key, value, Instant::now());
+        store(&self.inner, key, value, self.inner.clock.now());
     }
 
     fn cancel_flight(&self, key: &K) {
@@ -508,7 +511,7 @@ where
 
     /// Removes every entry past its expiry and max staleness. Returns how many.
     pub fn purge_expired(&self) -> usize {
-        let now = Instant::now();
+        let now = self.inner.clock.now();
         let mut removed = 0usize;
         self.inner.map.retain(|_, e| {
             if now >= e.stale_until {
@@ -601,7 +604,7 @@ where
         let mine = inner.flights.get(&key);
         if mine.as_ref().is_some_and(|f| f.id == id) {
             match &out {
-                Ok(v) => store(&inner, key.clone(), v.clone(), Instant::now()),
+                Ok(v) => store(&inner, key.clone(), v.clone(), inner.clock.now()),
                 Err(_) => {
                     inner.load_failures.fetch_add(1, Ordering::Relaxed);
                     if let Some(e) = inner.map.get(&key) {
@@ -616,14 +619,18 @@ where
 }
 
 /// Stores a value, then enforces the capacity bound.
-fn store<K, V>(inner: &Inner<K, V>, key: K, value: V, now: Instant)
+fn store<K, V>(inner: &Inner<K, V>, key: K, value: V, now: u64)
 where
     K: Hash + Eq + Clone,
 {
     let cfg = &inner.config;
-    let expires_at = now + cfg.ttl;
-    let refresh_at = cfg.refresh_before.map(|rb| expires_at - rb);
-    let stale_until = cfg.max_stale.map_or(expires_at, |s| expires_at + s);
+    let expires_at = now.saturating_add(duration_nanos(cfg.ttl));
+    let refresh_at = cfg
+        .refresh_before
+        .map_or(u64::MAX, |rb| expires_at.saturating_sub(duration_nanos(rb)));
+    let stale_until = cfg
+        .max_stale
+        .map_or(expires_at, |s| expires_at.saturating_add(duration_nanos(s)));
     let new_slot = match inner.map.entry(key.clone()) {
         MapEntry::Occupied(mut o) => {
             let e = o.get_mut();
@@ -692,7 +699,7 @@ where
 /// which case the bit is cleared and the key goes to the back (second chance). The
 /// first pass gives every ring one lap; the second finds a victim if any remains.
 /// Returns false when nothing could be evicted.
-fn evict_one<K, V>(inner: &Inner<K, V>, now: Instant) -> bool
+fn evict_one<K, V>(inner: &Inner<K, V>, now: u64) -> bool
 where
     K: Hash + Eq,
 {

@@ -21,6 +21,9 @@ pub struct CacheConfig {
     pub refresh_before: Option<Duration>,
     /// How long past its expiry a value may still be served when reloading it failed.
     pub max_stale: Option<Duration>,
+    /// Read expiry against a process-wide clock refreshed every millisecond instead of
+    /// reading the clock on every hit (see [`AsyncCacheBuilder::coarse_clock`]).
+    pub coarse_clock: bool,
 }
 
 /// Builds an [`AsyncCache`]; see [`AsyncCache::builder`].
@@ -44,6 +47,7 @@ where
                 max_capacity: None,
                 refresh_before: None,
                 max_stale: None,
+                coarse_clock: false,
             },
             tracker: None,
             _types: PhantomData,
@@ -73,6 +77,18 @@ where
     /// Serves a value up to `max_stale` past its expiry when reloading it failed.
     pub fn max_stale(mut self, max_stale: Duration) -> Self {
         self.config.max_stale = Some(max_stale);
+        self
+    }
+
+    /// Checks expiry against a process-wide clock that one background thread refreshes
+    /// every millisecond, instead of reading the system clock on every hit.
+    ///
+    /// A clock read costs about 55 ns on the benchmark machine, more than the map read
+    /// itself; with the coarse clock a hit costs an atomic load. The price: expiry and
+    /// refresh-ahead are up to about a millisecond late, and the coarse clock follows
+    /// real time, not tokio's paused test clock. Off by default.
+    pub fn coarse_clock(mut self, on: bool) -> Self {
+        self.config.coarse_clock = on;
         self
     }
 

@@ -52,6 +52,7 @@
 //!   state. Dropping the last handle, or [`AsyncCache::close`], aborts every load task.
 
 mod cache;
+mod clock;
 mod config;
 mod counter;
 mod error;
