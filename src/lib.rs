@@ -1,4 +1,4 @@
-//! uno: an actor-based supervision runtime for async Rust.
+#![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
 pub use uno_actors as actors;
