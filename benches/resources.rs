@@ -114,9 +114,7 @@ fn cache_miss(c: &mut Criterion) {
             async move {
                 let t = tokio::spawn(async move {
                     for k in base..base + PER_ITER {
-                        let r = uno
-                            .get_with(k, move || async move { Ok::<_, std::io::Error>(k) })
-                            .await;
+                        let r = uno.get_with(k, move || async move { Ok::<_, std::io::Error>(k) }).await;
                         black_box(r.ok());
                     }
                 });
@@ -164,27 +162,22 @@ fn batcher(c: &mut Criterion) {
             b.to_async(&rt).iter(|| {
                 let batcher = &batcher;
                 async move {
-                    let all =
-                        futures::future::join_all((0..items).map(|i| batcher.submit(i))).await;
+                    let all = futures::future::join_all((0..items).map(|i| batcher.submit(i))).await;
                     black_box(all.len())
                 }
             })
         });
         // The raw thing: the same no-op function called directly on whole batches.
-        g.bench_with_input(
-            BenchmarkId::new("raw_direct_call", size),
-            &size,
-            |b, &size| {
-                let f = |v: Vec<u64>| async move { Ok::<_, std::io::Error>(v) };
-                b.to_async(&rt).iter(|| async move {
-                    let mut n = 0usize;
-                    for chunk in (0..items).collect::<Vec<_>>().chunks(size) {
-                        n += f(chunk.to_vec()).await.map(|v| v.len()).unwrap_or(0);
-                    }
-                    black_box(n)
-                })
-            },
-        );
+        g.bench_with_input(BenchmarkId::new("raw_direct_call", size), &size, |b, &size| {
+            let f = |v: Vec<u64>| async move { Ok::<_, std::io::Error>(v) };
+            b.to_async(&rt).iter(|| async move {
+                let mut n = 0usize;
+                for chunk in (0..items).collect::<Vec<_>>().chunks(size) {
+                    n += f(chunk.to_vec()).await.map(|v| v.len()).unwrap_or(0);
+                }
+                black_box(n)
+            })
+        });
     }
     g.finish();
 }

@@ -51,22 +51,11 @@ async fn settle() {
 async fn config_is_validated() {
     let f = |v: Vec<u8>| async move { Ok::<_, Boom>(v) };
     let e = AsyncBatcher::builder("b").max_batch_size(0).build(f).err();
-    assert_eq!(
-        e,
-        Some(BatcherConfigError::ZeroBatchSize {
-            batcher: "b".into()
-        })
-    );
+    assert_eq!(e, Some(BatcherConfigError::ZeroBatchSize { batcher: "b".into() }));
     let e = AsyncBatcher::builder("b").max_concurrent(0).build(f).err();
-    assert!(matches!(
-        e,
-        Some(BatcherConfigError::ZeroConcurrency { .. })
-    ));
+    assert!(matches!(e, Some(BatcherConfigError::ZeroConcurrency { .. })));
     let e = AsyncBatcher::builder("b").queue_capacity(0).build(f).err();
-    assert!(matches!(
-        e,
-        Some(BatcherConfigError::ZeroQueueCapacity { .. })
-    ));
+    assert!(matches!(e, Some(BatcherConfigError::ZeroQueueCapacity { .. })));
 }
 
 #[tokio::test(start_paused = true)]
@@ -103,18 +92,12 @@ async fn max_wait_counts_from_the_first_queued_item() {
     advance(Duration::from_millis(60)).await;
     let b2 = b.clone();
     let second = tokio::spawn(async move { (b2.submit(2).await, Instant::now()) });
-    let (r1, t1) = first.await.unwrap_or((
-        Err(BatchError::Lost {
-            batcher: String::new(),
-        }),
-        start,
-    ));
-    let (r2, t2) = second.await.unwrap_or((
-        Err(BatchError::Lost {
-            batcher: String::new(),
-        }),
-        start,
-    ));
+    let (r1, t1) = first
+        .await
+        .unwrap_or((Err(BatchError::Lost { batcher: String::new() }), start));
+    let (r2, t2) = second
+        .await
+        .unwrap_or((Err(BatchError::Lost { batcher: String::new() }), start));
     assert_eq!((r1.ok(), r2.ok()), (Some(2), Some(4)));
     assert_eq!(t1 - start, Duration::from_millis(100));
     assert_eq!(t2, t1);
@@ -176,9 +159,7 @@ async fn a_wrong_length_fails_the_batch_naming_both_lengths() {
         match r {
             Err(
                 e @ BatchError::WrongLength {
-                    expected: 3,
-                    got: 2,
-                    ..
+                    expected: 3, got: 2, ..
                 },
             ) => {
                 let msg = e.to_string();
@@ -192,25 +173,22 @@ async fn a_wrong_length_fails_the_batch_naming_both_lengths() {
 
 #[tokio::test(start_paused = true)]
 async fn a_batch_error_reaches_every_caller_of_that_batch() {
-    let b =
-        AsyncBatcher::builder("failing")
-            .max_batch_size(2)
-            .build(|items: Vec<u32>| async move {
-                if items.contains(&13) {
-                    Err(Boom("unlucky".into()))
-                } else {
-                    Ok(items)
-                }
-            });
+    let b = AsyncBatcher::builder("failing")
+        .max_batch_size(2)
+        .build(|items: Vec<u32>| async move {
+            if items.contains(&13) {
+                Err(Boom("unlucky".into()))
+            } else {
+                Ok(items)
+            }
+        });
     let b = match b {
         Ok(b) => b,
         Err(e) => panic!("{e}"),
     };
     let (x, y) = tokio::join!(b.submit(13), b.submit(1));
     let (ex, ey) = match (x, y) {
-        (Err(BatchError::Batch { source: a, .. }), Err(BatchError::Batch { source: b, .. })) => {
-            (a, b)
-        }
+        (Err(BatchError::Batch { source: a, .. }), Err(BatchError::Batch { source: b, .. })) => (a, b),
         other => panic!("expected batch errors, got {other:?}"),
     };
     assert!(Arc::ptr_eq(&ex, &ey), "one error shared, not cloned");
@@ -223,15 +201,14 @@ async fn a_batch_error_reaches_every_caller_of_that_batch() {
 
 #[tokio::test(start_paused = true)]
 async fn a_panicking_batch_function_gives_its_callers_an_error_and_later_items_are_served() {
-    let b =
-        AsyncBatcher::builder("panicky")
-            .max_batch_size(2)
-            .build(|items: Vec<u32>| async move {
-                if items.contains(&0) {
-                    panic!("batch function exploded");
-                }
-                Ok::<_, Boom>(items)
-            });
+    let b = AsyncBatcher::builder("panicky")
+        .max_batch_size(2)
+        .build(|items: Vec<u32>| async move {
+            if items.contains(&0) {
+                panic!("batch function exploded");
+            }
+            Ok::<_, Boom>(items)
+        });
     let b = match b {
         Ok(b) => b,
         Err(e) => panic!("{e}"),
@@ -281,10 +258,7 @@ async fn at_most_max_concurrent_batches_run() {
 }
 
 /// A batcher whose batches block until released.
-fn gated(
-    capacity: usize,
-    timeout: Option<Duration>,
-) -> (AsyncBatcher<u32, u32, Boom>, Arc<tokio::sync::Semaphore>) {
+fn gated(capacity: usize, timeout: Option<Duration>) -> (AsyncBatcher<u32, u32, Boom>, Arc<tokio::sync::Semaphore>) {
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let g = gate.clone();
     let mut builder = AsyncBatcher::builder("gated")
@@ -322,11 +296,7 @@ async fn a_full_queue_applies_backpressure_then_overloaded() {
     let r = b.submit(9).await;
     match r {
         Err(e @ BatchError::Overloaded { capacity: 2, .. }) => {
-            assert!(
-                e.to_string()
-                    .contains("queue of 2 items stayed full for 100ms"),
-                "{e}"
-            );
+            assert!(e.to_string().contains("queue of 2 items stayed full for 100ms"), "{e}");
         }
         other => panic!("expected Overloaded, got {other:?}"),
     }
@@ -354,11 +324,7 @@ async fn a_dropped_caller_removes_its_item() {
     assert!(gone.is_err());
     assert_eq!(b.stats().queued, 1);
     assert_eq!(keep.await.ok().and_then(|r| r.ok()), Some(2));
-    assert_eq!(
-        sizes(&seen),
-        vec![1],
-        "the dropped item never reached a batch"
-    );
+    assert_eq!(sizes(&seen), vec![1], "the dropped item never reached a batch");
     assert_eq!(b.stats().cancelled, 1);
 }
 
@@ -437,9 +403,6 @@ async fn dedup_loads_identical_keys_once() {
         rs,
         ["user3", "user1", "user3", "user2", "user1", "user3"].map(|s| Some(s.to_string()))
     );
-    assert_eq!(
-        seen.lock().map(|v| v.clone()).unwrap_or_default(),
-        vec![vec![3, 1, 2]]
-    );
+    assert_eq!(seen.lock().map(|v| v.clone()).unwrap_or_default(), vec![vec![3, 1, 2]]);
     assert_eq!(b.stats().deduplicated, 3);
 }

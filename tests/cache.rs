@@ -17,10 +17,7 @@ impl std::fmt::Display for Boom {
 impl std::error::Error for Boom {}
 
 fn cache(ttl_s: u64) -> AsyncCache<String, u64> {
-    match AsyncCache::builder("test")
-        .ttl(Duration::from_secs(ttl_s))
-        .build()
-    {
+    match AsyncCache::builder("test").ttl(Duration::from_secs(ttl_s)).build() {
         Ok(c) => c,
         Err(e) => panic!("config: {e}"),
     }
@@ -35,20 +32,9 @@ async fn settle() {
 
 #[test]
 fn config_is_validated() {
-    let e = AsyncCache::<u32, u32>::builder("c")
-        .ttl(Duration::ZERO)
-        .build()
-        .err();
-    assert_eq!(
-        e,
-        Some(CacheConfigError::ZeroTtl {
-            cache: "c".to_string()
-        })
-    );
-    let e = AsyncCache::<u32, u32>::builder("c")
-        .max_capacity(0)
-        .build()
-        .err();
+    let e = AsyncCache::<u32, u32>::builder("c").ttl(Duration::ZERO).build().err();
+    assert_eq!(e, Some(CacheConfigError::ZeroTtl { cache: "c".to_string() }));
+    let e = AsyncCache::<u32, u32>::builder("c").max_capacity(0).build().err();
     assert!(matches!(e, Some(CacheConfigError::ZeroCapacity { .. })));
     let e = AsyncCache::<u32, u32>::builder("c")
         .ttl(Duration::from_secs(5))
@@ -56,10 +42,7 @@ fn config_is_validated() {
         .build()
         .err();
     let msg = e.map(|e| e.to_string()).unwrap_or_default();
-    assert!(
-        msg.contains("refresh_before (5s)") && msg.contains("ttl (5s)"),
-        "{msg}"
-    );
+    assert!(msg.contains("refresh_before (5s)") && msg.contains("ttl (5s)"), "{msg}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -174,9 +157,7 @@ async fn a_panicking_loader_is_an_error_and_the_key_recovers() {
         }
         other => panic!("expected LoaderPanicked, got {other:?}"),
     }
-    let r = c
-        .get_with("k".to_string(), || async { Ok::<u64, Boom>(5) })
-        .await;
+    let r = c.get_with("k".to_string(), || async { Ok::<u64, Boom>(5) }).await;
     assert_eq!(r.ok(), Some(5));
 }
 
@@ -188,9 +169,7 @@ async fn dropped_callers_do_not_cancel_the_load() {
         Ok::<u64, Boom>(9)
     });
     // Poll once (starting the load), then drop the caller.
-    assert!(tokio::time::timeout(Duration::from_millis(1), fut)
-        .await
-        .is_err());
+    assert!(tokio::time::timeout(Duration::from_millis(1), fut).await.is_err());
     advance(Duration::from_secs(1)).await;
     settle().await;
     assert_eq!(c.get("k"), Some(9));
@@ -224,19 +203,13 @@ async fn refresh_ahead_serves_current_value_and_refreshes_once() {
     };
     // Before the refresh window: a plain hit, no refresh.
     advance(Duration::from_secs(6)).await;
-    assert_eq!(
-        c.get_with("k".into(), loader(calls.clone())).await.ok(),
-        Some(1)
-    );
+    assert_eq!(c.get_with("k".into(), loader(calls.clone())).await.ok(), Some(1));
     settle().await;
     assert_eq!(calls.load(Ordering::SeqCst), 0);
     // In the window: every hit returns the current value at once, one refresh starts.
     advance(Duration::from_secs(2)).await;
     for _ in 0..5 {
-        assert_eq!(
-            c.get_with("k".into(), loader(calls.clone())).await.ok(),
-            Some(1)
-        );
+        assert_eq!(c.get_with("k".into(), loader(calls.clone())).await.ok(), Some(1));
     }
     settle().await;
     assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -262,26 +235,17 @@ async fn a_failed_refresh_serves_stale_up_to_max_staleness() {
         }
     };
     advance(Duration::from_secs(8)).await;
-    assert_eq!(
-        c.get_with("k".into(), failing(calls.clone())).await.ok(),
-        Some(1)
-    );
+    assert_eq!(c.get_with("k".into(), failing(calls.clone())).await.ok(), Some(1));
     settle().await;
     assert_eq!(calls.load(Ordering::SeqCst), 1, "one refresh");
     // After a failure no new refresh starts before expiry.
-    assert_eq!(
-        c.get_with("k".into(), failing(calls.clone())).await.ok(),
-        Some(1)
-    );
+    assert_eq!(c.get_with("k".into(), failing(calls.clone())).await.ok(), Some(1));
     settle().await;
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // Past expiry, within max staleness: still served (and retried in the background).
     advance(Duration::from_secs(4)).await; // t = 12 s, expired at 10 s
     assert_eq!(c.get("k"), Some(1));
-    assert_eq!(
-        c.get_with("k".into(), failing(calls.clone())).await.ok(),
-        Some(1)
-    );
+    assert_eq!(c.get_with("k".into(), failing(calls.clone())).await.ok(), Some(1));
     settle().await;
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     // Past max staleness (15 s): the value is gone and the loader's error surfaces.
@@ -306,15 +270,11 @@ async fn a_failed_foreground_reload_serves_stale() {
     };
     c.insert("k".into(), 1);
     advance(Duration::from_secs(11)).await;
-    let r = c
-        .get_with("k".into(), || async { Err::<u64, _>(Boom("x")) })
-        .await;
+    let r = c.get_with("k".into(), || async { Err::<u64, _>(Boom("x")) }).await;
     assert_eq!(r.ok(), Some(1));
     // After a failure, hits serve stale at once and retry in the background; the
     // successful retry replaces the stale value.
-    let r = c
-        .get_with("k".into(), || async { Ok::<u64, Boom>(2) })
-        .await;
+    let r = c.get_with("k".into(), || async { Ok::<u64, Boom>(2) }).await;
     assert_eq!(r.ok(), Some(1));
     settle().await;
     assert_eq!(c.get("k"), Some(2));
@@ -368,10 +328,7 @@ async fn invalidate_during_a_load_wakes_waiters_who_retry() {
     });
     settle().await;
     let c3 = c.clone();
-    let second = tokio::spawn(async move {
-        c3.get_with("k".to_string(), || async { Ok::<u64, Boom>(2) })
-            .await
-    });
+    let second = tokio::spawn(async move { c3.get_with("k".to_string(), || async { Ok::<u64, Boom>(2) }).await });
     settle().await;
     c.invalidate("k");
     settle().await;
@@ -379,10 +336,7 @@ async fn invalidate_during_a_load_wakes_waiters_who_retry() {
     // still had its own loader and loaded the new state.
     let a = first.await.ok();
     let b = second.await.ok();
-    assert!(
-        matches!(a, Some(Err(CacheError::Cancelled { .. }))),
-        "{a:?}"
-    );
+    assert!(matches!(a, Some(Err(CacheError::Cancelled { .. }))), "{a:?}");
     assert_eq!(b.and_then(|r| r.ok()), Some(2));
     assert_eq!(c.get("k"), Some(2));
 }
@@ -415,10 +369,7 @@ async fn invalidate_if_removes_a_prefix_and_clear_cancels_everything() {
     assert_eq!(dropped.load(Ordering::SeqCst), 1);
     assert!(c.is_empty());
     let r = waiter.await.ok();
-    assert!(
-        matches!(r, Some(Err(CacheError::Cancelled { .. }))),
-        "{r:?}"
-    );
+    assert!(matches!(r, Some(Err(CacheError::Cancelled { .. }))), "{r:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -437,11 +388,7 @@ async fn insert_overrides_an_in_flight_load() {
     advance(Duration::from_secs(2)).await;
     settle().await;
     let _ = t.await;
-    assert_eq!(
-        c.get("k"),
-        Some(7),
-        "the older load did not overwrite the insert"
-    );
+    assert_eq!(c.get("k"), Some(7), "the older load did not overwrite the insert");
 }
 
 #[tokio::test(start_paused = true)]
@@ -490,9 +437,7 @@ async fn close_aborts_loads_and_refuses_new_ones() {
     settle().await;
     c.close().await;
     assert_eq!(dropped.load(Ordering::SeqCst), 1);
-    let r = c
-        .get_with("k".to_string(), || async { Ok::<u64, Boom>(1) })
-        .await;
+    let r = c.get_with("k".to_string(), || async { Ok::<u64, Boom>(1) }).await;
     assert!(matches!(r, Err(CacheError::Closed { .. })), "{r:?}");
 }
 
@@ -506,9 +451,7 @@ async fn dropping_the_cache_aborts_its_loads() {
         sleep(Duration::from_secs(5)).await;
         Ok::<u64, Boom>(1)
     });
-    assert!(tokio::time::timeout(Duration::from_millis(1), fut)
-        .await
-        .is_err());
+    assert!(tokio::time::timeout(Duration::from_millis(1), fut).await.is_err());
     settle().await;
     drop(c);
     settle().await;

@@ -155,12 +155,8 @@ async fn every_cleanup_runs_and_errors_are_aggregated() {
             assert_eq!((context.as_str(), total), ("req", 5));
             let names: Vec<_> = failures.0.iter().map(|f| f.resource.as_str()).collect();
             assert_eq!(names, ["c", "panicky", "stuck", "a"]);
-            assert!(
-                matches!(failures.0[1].kind, CleanupFailureKind::Panicked(ref m) if m.contains("exploded"))
-            );
-            assert!(
-                matches!(failures.0[2].kind, CleanupFailureKind::TimedOut(d) if d == Duration::from_secs(1))
-            );
+            assert!(matches!(failures.0[1].kind, CleanupFailureKind::Panicked(ref m) if m.contains("exploded")));
+            assert!(matches!(failures.0[2].kind, CleanupFailureKind::TimedOut(d) if d == Duration::from_secs(1)));
             let msg = ContextError::Cleanup {
                 context,
                 total,
@@ -168,9 +164,7 @@ async fn every_cleanup_runs_and_errors_are_aggregated() {
             }
             .to_string();
             assert!(
-                msg.starts_with(
-                    "context `req`: 4 of 5 cleanups failed: `c` failed: c refused to close"
-                ),
+                msg.starts_with("context `req`: 4 of 5 cleanups failed: `c` failed: c refused to close"),
                 "{msg}"
             );
             assert!(msg.contains("`stuck` timed out after 1s"), "{msg}");
@@ -202,9 +196,7 @@ async fn a_cancelled_scope_hands_its_cleanup_to_the_tracker() {
         sleep(Duration::from_secs(3600)).await;
     });
     // The scope is cancelled while its body runs.
-    assert!(tokio::time::timeout(Duration::from_secs(1), body)
-        .await
-        .is_err());
+    assert!(tokio::time::timeout(Duration::from_secs(1), body).await.is_err());
     tracker.close();
     tracker.wait().await;
     assert_eq!(entries(&log), ["open a", "open b", "close b", "close a"]);
@@ -231,26 +223,18 @@ async fn enter_with_passes_the_value_to_its_close() {
     let mut stack = AsyncExitStack::new("req");
     let l = log.clone();
     let v = stack
-        .enter_with(
-            "conn",
-            async { Ok::<_, BoxError>(41u32) },
-            move |v| async move {
-                push(&l, format!("close {v}"));
-                Ok::<(), BoxError>(())
-            },
-        )
+        .enter_with("conn", async { Ok::<_, BoxError>(41u32) }, move |v| async move {
+            push(&l, format!("close {v}"));
+            Ok::<(), BoxError>(())
+        })
         .await;
     assert_eq!(v.ok().map(|v| *v + 1), Some(42));
     let failed = stack
-        .enter_with(
-            "broken",
-            async { Err::<u32, BoxError>("no".into()) },
-            |_| async { Ok::<(), BoxError>(()) },
-        )
+        .enter_with("broken", async { Err::<u32, BoxError>("no".into()) }, |_| async {
+            Ok::<(), BoxError>(())
+        })
         .await;
-    assert!(
-        matches!(failed, Err(ContextError::Enter { ref resource, .. }) if resource == "broken")
-    );
+    assert!(matches!(failed, Err(ContextError::Enter { ref resource, .. }) if resource == "broken"));
     // The failed enter closed what was entered before and left the stack empty.
     assert_eq!(entries(&log), ["close 41"]);
     assert!(stack.is_empty());
@@ -275,9 +259,7 @@ async fn a_panicking_open_is_an_enter_error() {
         .run(async {})
         .await;
     match r {
-        Err(ContextError::Enter {
-            resource, source, ..
-        }) => {
+        Err(ContextError::Enter { resource, source, .. }) => {
             assert_eq!(resource, "boom");
             assert!(source.to_string().contains("open exploded"));
         }

@@ -180,10 +180,7 @@ impl AsyncBatcherBuilder {
     /// # Panics
     ///
     /// When called outside a tokio runtime (as `tokio::spawn` does).
-    pub fn build<I, O, E, F, Fut>(
-        self,
-        batch_fn: F,
-    ) -> Result<AsyncBatcher<I, O, E>, BatcherConfigError>
+    pub fn build<I, O, E, F, Fut>(self, batch_fn: F) -> Result<AsyncBatcher<I, O, E>, BatcherConfigError>
     where
         I: Send + 'static,
         O: Send + 'static,
@@ -206,10 +203,7 @@ impl AsyncBatcherBuilder {
     /// # Panics
     ///
     /// When called outside a tokio runtime (as `tokio::spawn` does).
-    pub fn build_dedup<I, O, E, F, Fut>(
-        self,
-        batch_fn: F,
-    ) -> Result<AsyncBatcher<I, O, E>, BatcherConfigError>
+    pub fn build_dedup<I, O, E, F, Fut>(self, batch_fn: F) -> Result<AsyncBatcher<I, O, E>, BatcherConfigError>
     where
         I: Hash + Eq + Send + 'static,
         O: Clone + Send + 'static,
@@ -222,11 +216,7 @@ impl AsyncBatcherBuilder {
             split: split_distinct::<I>,
             clone_out: O::clone,
         };
-        Ok(AsyncBatcher::start(
-            self.config,
-            boxed(batch_fn),
-            Some(dedup),
-        ))
+        Ok(AsyncBatcher::start(self.config, boxed(batch_fn), Some(dedup)))
     }
 }
 
@@ -316,11 +306,7 @@ where
     O: Send + 'static,
     E: Send + Sync + 'static,
 {
-    fn start(
-        config: BatcherConfig,
-        batch_fn: Arc<BatchFn<I, O, E>>,
-        dedup: Option<Dedup<I, O>>,
-    ) -> Self {
+    fn start(config: BatcherConfig, batch_fn: Arc<BatchFn<I, O, E>>, dedup: Option<Dedup<I, O>>) -> Self {
         let shared = Arc::new(Shared {
             room: Semaphore::new(config.queue_capacity),
             running: Arc::new(Semaphore::new(config.max_concurrent)),
@@ -528,20 +514,15 @@ where
         if batch.is_empty() {
             continue;
         }
-        shared
-            .batches_tracker
-            .spawn(run_batch(shared.clone(), batch, slot));
+        shared.batches_tracker.spawn(run_batch(shared.clone(), batch, slot));
     }
     shared.batches_tracker.close();
     shared.batches_tracker.wait().await;
 }
 
 /// Runs one batch (panics caught) and answers each caller by position.
-async fn run_batch<I, O, E>(
-    shared: Arc<Shared<I, O, E>>,
-    batch: Vec<Pending<I, O, E>>,
-    _slot: OwnedSemaphorePermit,
-) where
+async fn run_batch<I, O, E>(shared: Arc<Shared<I, O, E>>, batch: Vec<Pending<I, O, E>>, _slot: OwnedSemaphorePermit)
+where
     I: Send + 'static,
     O: Send + 'static,
     E: Send + Sync + 'static,
@@ -567,9 +548,7 @@ async fn run_batch<I, O, E>(
     };
     let expected = items.len();
     let f = shared.batch_fn.clone();
-    let outcome = AssertUnwindSafe(async move { f(items).await })
-        .catch_unwind()
-        .await;
+    let outcome = AssertUnwindSafe(async move { f(items).await }).catch_unwind().await;
     let failure: Result<Vec<O>, Box<dyn Fn() -> BatchError<E> + Send>> = match outcome {
         Ok(Ok(outs)) if outs.len() == expected => Ok(outs),
         Ok(Ok(outs)) => {
@@ -600,9 +579,7 @@ async fn run_batch<I, O, E>(
     };
     match failure {
         Ok(outs) => {
-            shared
-                .succeeded
-                .fetch_add(replies.len() as u64, Ordering::Relaxed);
+            shared.succeeded.fetch_add(replies.len() as u64, Ordering::Relaxed);
             match (fan_out, &shared.dedup) {
                 (Some(map), Some(d)) => {
                     for (reply, idx) in replies.into_iter().zip(map) {
@@ -620,9 +597,7 @@ async fn run_batch<I, O, E>(
         }
         Err(make) => {
             shared.batch_failures.fetch_add(1, Ordering::Relaxed);
-            shared
-                .failed
-                .fetch_add(replies.len() as u64, Ordering::Relaxed);
+            shared.failed.fetch_add(replies.len() as u64, Ordering::Relaxed);
             for reply in replies {
                 let _ = reply.send(Err(make()));
             }

@@ -156,13 +156,7 @@ where
                     .saturating_mul(4)
                     .next_power_of_two()
                     .clamp(4, 64);
-                (0..n)
-                    .map(|_| {
-                        Mutex::new(Ring {
-                            items: VecDeque::new(),
-                        })
-                    })
-                    .collect()
+                (0..n).map(|_| Mutex::new(Ring { items: VecDeque::new() })).collect()
             }
             None => Box::default(),
         };
@@ -398,12 +392,7 @@ where
 
     /// Joins the flight of `key`, or starts one with `loader` (taking it). `None` when
     /// no flight exists and the loader is gone, or the cache is closed.
-    fn flight<F, Fut, E>(
-        &self,
-        key: &K,
-        loader: &mut Option<F>,
-        refresh: bool,
-    ) -> Option<SharedFlight<V>>
+    fn flight<F, Fut, E>(&self, key: &K, loader: &mut Option<F>, refresh: bool) -> Option<SharedFlight<V>>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
@@ -522,9 +511,7 @@ where
             }
         });
         self.inner.size.fetch_sub(removed, Ordering::Relaxed);
-        self.inner
-            .expirations
-            .fetch_add(removed as u64, Ordering::Relaxed);
+        self.inner.expirations.fetch_add(removed as u64, Ordering::Relaxed);
         removed
     }
 
@@ -570,12 +557,7 @@ where
 
 /// The body of a load task: run the loader (panics caught), then publish the value
 /// unless the flight was cancelled meanwhile.
-async fn run_flight<K, V, F, Fut, E>(
-    weak: Weak<Inner<K, V>>,
-    key: K,
-    id: u64,
-    load: F,
-) -> FlightOutput<V>
+async fn run_flight<K, V, F, Fut, E>(weak: Weak<Inner<K, V>>, key: K, id: u64, load: F) -> FlightOutput<V>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
@@ -583,10 +565,7 @@ where
     Fut: Future<Output = Result<V, E>> + Send + 'static,
     E: Send + Sync + 'static,
 {
-    let out = match AssertUnwindSafe(async move { load().await })
-        .catch_unwind()
-        .await
-    {
+    let out = match AssertUnwindSafe(async move { load().await }).catch_unwind().await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => {
             let message = format!("a loader error of type {}", std::any::type_name::<E>());

@@ -108,14 +108,10 @@ where
     pub fn build(self) -> Result<AsyncCache<K, V>, CacheConfigError> {
         let c = &self.config;
         if c.ttl.is_zero() {
-            return Err(CacheConfigError::ZeroTtl {
-                cache: c.name.clone(),
-            });
+            return Err(CacheConfigError::ZeroTtl { cache: c.name.clone() });
         }
         if c.max_capacity == Some(0) {
-            return Err(CacheConfigError::ZeroCapacity {
-                cache: c.name.clone(),
-            });
+            return Err(CacheConfigError::ZeroCapacity { cache: c.name.clone() });
         }
         if let Some(rb) = c.refresh_before {
             if rb.is_zero() || rb >= c.ttl {

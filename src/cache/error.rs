@@ -15,9 +15,7 @@ pub enum CacheConfigError {
         cache: String,
     },
     /// The capacity bound is zero: nothing could ever be cached.
-    #[error(
-        "cache `{cache}`: max_capacity must be at least 1 (use no bound for an unbounded cache)"
-    )]
+    #[error("cache `{cache}`: max_capacity must be at least 1 (use no bound for an unbounded cache)")]
     ZeroCapacity {
         /// The cache's name.
         cache: String,

@@ -44,9 +44,7 @@ impl fmt::Display for CleanupFailures {
             }
             match &c.kind {
                 CleanupFailureKind::Error(e) => write!(f, "`{}` failed: {e}", c.resource)?,
-                CleanupFailureKind::TimedOut(d) => {
-                    write!(f, "`{}` timed out after {d:?}", c.resource)?
-                }
+                CleanupFailureKind::TimedOut(d) => write!(f, "`{}` timed out after {d:?}", c.resource)?,
                 CleanupFailureKind::Panicked(m) => write!(f, "`{}` panicked: {m}", c.resource)?,
             }
         }

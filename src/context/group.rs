@@ -24,10 +24,7 @@ impl std::fmt::Debug for AsyncContextGroup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AsyncContextGroup")
             .field("config", &self.config)
-            .field(
-                "resources",
-                &self.steps.iter().map(|(n, _, _)| n).collect::<Vec<_>>(),
-            )
+            .field("resources", &self.steps.iter().map(|(n, _, _)| n).collect::<Vec<_>>())
             .finish()
     }
 }
@@ -67,21 +64,14 @@ impl AsyncContextGroup {
     pub fn with<R: AsyncContext>(mut self, resource: Arc<R>) -> Self {
         let name = resource.name().to_owned();
         let (o, c) = (resource.clone(), resource);
-        let open: OpenFn =
-            Box::new(move || async move { o.open().await.map_err(Into::into) }.boxed());
-        let close: CleanupFn =
-            Box::new(move || async move { c.close().await.map_err(Into::into) }.boxed());
+        let open: OpenFn = Box::new(move || async move { o.open().await.map_err(Into::into) }.boxed());
+        let close: CleanupFn = Box::new(move || async move { c.close().await.map_err(Into::into) }.boxed());
         self.steps.push((name, open, close));
         self
     }
 
     /// Adds a resource given as a pair of async closures.
-    pub fn with_fns<O, OFut, OE, C, CFut, CE>(
-        mut self,
-        name: impl Into<String>,
-        open: O,
-        close: C,
-    ) -> Self
+    pub fn with_fns<O, OFut, OE, C, CFut, CE>(mut self, name: impl Into<String>, open: O, close: C) -> Self
     where
         O: FnOnce() -> OFut + Send + 'static,
         OFut: Future<Output = Result<(), OE>> + Send + 'static,

@@ -9,9 +9,7 @@ use std::time::Duration;
 use futures::future::{BoxFuture, FutureExt};
 use tokio_util::task::TaskTracker;
 
-use super::{
-    AsyncContext, BoxError, CleanupFailure, CleanupFailureKind, CleanupFailures, ContextError,
-};
+use super::{AsyncContext, BoxError, CleanupFailure, CleanupFailureKind, CleanupFailures, ContextError};
 
 /// A deferred cleanup: creates the close future when it is time to run it.
 pub(crate) type CleanupFn = Box<dyn FnOnce() -> BoxFuture<'static, Result<(), BoxError>> + Send>;
@@ -57,10 +55,7 @@ fn panic_message(p: &(dyn Any + Send)) -> String {
 
 /// Runs every cleanup, last entered first, each within `timeout` and with panics
 /// caught; returns the failures.
-pub(crate) async fn run_cleanups(
-    cleanups: Vec<(String, CleanupFn)>,
-    timeout: Duration,
-) -> CleanupFailures {
+pub(crate) async fn run_cleanups(cleanups: Vec<(String, CleanupFn)>, timeout: Duration) -> CleanupFailures {
     let mut failures = Vec::new();
     for (resource, cleanup) in cleanups.into_iter().rev() {
         let run = AssertUnwindSafe(async move { cleanup().await }).catch_unwind();
@@ -90,10 +85,7 @@ impl std::fmt::Debug for AsyncExitStack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AsyncExitStack")
             .field("config", &self.config)
-            .field(
-                "cleanups",
-                &self.cleanups.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-            )
+            .field("cleanups", &self.cleanups.iter().map(|(n, _)| n).collect::<Vec<_>>())
             .finish()
     }
 }
@@ -150,15 +142,8 @@ impl AsyncExitStack {
         self.cleanups.push((name.into(), f));
     }
 
-    pub(crate) async fn enter_raw(
-        &mut self,
-        name: String,
-        open: OpenFn,
-        close: CleanupFn,
-    ) -> Result<(), ContextError> {
-        let opened = AssertUnwindSafe(async move { open().await })
-            .catch_unwind()
-            .await;
+    pub(crate) async fn enter_raw(&mut self, name: String, open: OpenFn, close: CleanupFn) -> Result<(), ContextError> {
+        let opened = AssertUnwindSafe(async move { open().await }).catch_unwind().await;
         let source: BoxError = match opened {
             Ok(Ok(())) => {
                 self.cleanups.push((name, close));
@@ -190,16 +175,11 @@ impl AsyncExitStack {
     ///
     /// [`ContextError::Enter`] with the open's error (a panic in open is reported as an
     /// error too) and any failures of the cleanups that followed.
-    pub async fn enter<R: AsyncContext>(
-        &mut self,
-        resource: Arc<R>,
-    ) -> Result<Arc<R>, ContextError> {
+    pub async fn enter<R: AsyncContext>(&mut self, resource: Arc<R>) -> Result<Arc<R>, ContextError> {
         let name = resource.name().to_owned();
         let (o, c) = (resource.clone(), resource.clone());
-        let open: OpenFn =
-            Box::new(move || async move { o.open().await.map_err(Into::into) }.boxed());
-        let close: CleanupFn =
-            Box::new(move || async move { c.close().await.map_err(Into::into) }.boxed());
+        let open: OpenFn = Box::new(move || async move { o.open().await.map_err(Into::into) }.boxed());
+        let close: CleanupFn = Box::new(move || async move { c.close().await.map_err(Into::into) }.boxed());
         self.enter_raw(name, open, close).await?;
         Ok(resource)
     }
