@@ -46,9 +46,11 @@
 mod batcher;
 mod config;
 mod error;
+mod node;
 mod stats;
 
 pub use batcher::{AsyncBatcher, AsyncBatcherBuilder};
 pub use config::BatcherConfig;
 pub use error::{BatchError, BatcherConfigError};
+pub use node::{BatcherNode, BatcherNodeMsg};
 pub use stats::BatcherStats;

@@ -56,9 +56,11 @@ mod clock;
 mod config;
 mod counter;
 mod error;
+mod node;
 mod stats;
 
 pub use cache::AsyncCache;
 pub use config::{AsyncCacheBuilder, CacheConfig};
 pub use error::{CacheConfigError, CacheError};
+pub use node::{CacheNode, CacheNodeMsg, CacheNodeState};
 pub use stats::CacheStats;

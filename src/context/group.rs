@@ -50,6 +50,13 @@ impl AsyncContextGroup {
         self
     }
 
+    /// Hands the cleanups of a dropped (cancelled) group to `manager.spawn_cleanup`, so
+    /// the manager's shutdown waits for them.
+    pub fn manager(mut self, manager: uno_actors::AsyncManager) -> Self {
+        self.config.manager = Some(manager);
+        self
+    }
+
     /// How many resources the group holds.
     pub fn len(&self) -> usize {
         self.steps.len()

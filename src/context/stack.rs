@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
 use tokio_util::task::TaskTracker;
+use uno_actors::AsyncManager;
 
 use super::{AsyncContext, BoxError, CleanupFailure, CleanupFailureKind, CleanupFailures, ContextError};
 
@@ -30,6 +31,10 @@ pub struct ContextConfig {
     /// whoever waits on the tracker (e.g. the manager's shutdown) waits for them. Without
     /// one, they run on a plain task of the current runtime and a warning is logged.
     pub tracker: Option<TaskTracker>,
+    /// Where a dropped scope hands its cleanups first: the manager's
+    /// [`spawn_cleanup`](uno_actors::AsyncManager::spawn_cleanup), whose tasks the
+    /// manager's shutdown waits for. Takes precedence over `tracker`.
+    pub manager: Option<AsyncManager>,
 }
 
 impl ContextConfig {
@@ -39,6 +44,7 @@ impl ContextConfig {
             name: name.into(),
             cleanup_timeout: DEFAULT_CLEANUP_TIMEOUT,
             tracker: None,
+            manager: None,
         }
     }
 }
@@ -113,6 +119,13 @@ impl AsyncExitStack {
     /// Sets the tracker a dropped stack hands its cleanups to.
     pub fn tracker(mut self, tracker: TaskTracker) -> Self {
         self.config.tracker = Some(tracker);
+        self
+    }
+
+    /// Hands the cleanups of a dropped stack to `manager.spawn_cleanup`, so the
+    /// manager's shutdown waits for them.
+    pub fn manager(mut self, manager: AsyncManager) -> Self {
+        self.config.manager = Some(manager);
         self
     }
 
@@ -289,24 +302,29 @@ impl Drop for AsyncExitStack {
                 tracing::error!(context = %name, %failures, "cleanups of a dropped context failed");
             }
         };
-        match (&self.config.tracker, tokio::runtime::Handle::try_current()) {
-            (Some(tracker), Ok(handle)) => {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            tracing::error!(
+                context = %self.config.name,
+                pending,
+                "context dropped outside a tokio runtime: its cleanups cannot run"
+            );
+            return;
+        };
+        if let Some(manager) = &self.config.manager {
+            manager.spawn_cleanup(&self.config.name, task);
+            return;
+        }
+        match &self.config.tracker {
+            Some(tracker) => {
                 tracker.spawn_on(task, &handle);
             }
-            (None, Ok(handle)) => {
+            None => {
                 tracing::warn!(
                     context = %self.config.name,
                     pending,
                     "context dropped without close: running its cleanups on an untracked task"
                 );
                 handle.spawn(task);
-            }
-            (_, Err(_)) => {
-                tracing::error!(
-                    context = %self.config.name,
-                    pending,
-                    "context dropped outside a tokio runtime: its cleanups cannot run"
-                );
             }
         }
     }
