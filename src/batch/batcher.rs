@@ -19,10 +19,13 @@ use super::{BatchError, BatcherConfig, BatcherConfigError, BatcherStats};
 type BatchFn<I, O, E> = dyn Fn(Vec<I>) -> BoxFuture<'static, Result<Vec<O>, E>> + Send + Sync;
 type Reply<O, E> = oneshot::Sender<Result<O, BatchError<E>>>;
 
+/// Distinct items, and for every input the index of its distinct item.
+type Split<I> = (Vec<I>, Vec<usize>);
+
 /// Dedup mode: how to split a batch into distinct items and fan results back out.
 struct Dedup<I, O> {
     /// Distinct items, and for every input the index of its distinct item.
-    split: fn(Vec<I>) -> (Vec<I>, Vec<usize>),
+    split: fn(Vec<I>) -> Split<I>,
     clone_out: fn(&O) -> O,
 }
 
@@ -228,7 +231,7 @@ where
     Arc::new(move |items| f(items).boxed())
 }
 
-fn split_distinct<I: Hash + Eq>(items: Vec<I>) -> (Vec<I>, Vec<usize>) {
+fn split_distinct<I: Hash + Eq>(items: Vec<I>) -> Split<I> {
     let mut index: HashMap<&I, usize> = HashMap::with_capacity(items.len());
     let mut map = Vec::with_capacity(items.len());
     let mut keep = Vec::with_capacity(items.len());

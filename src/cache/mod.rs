@@ -51,16 +51,16 @@
 //!   in-flight load or refresh of those keys, so an older load never overwrites a newer
 //!   state. Dropping the last handle, or [`AsyncCache::close`], aborts every load task.
 
-mod cache;
 mod clock;
 mod config;
 mod counter;
 mod error;
 mod node;
 mod stats;
+mod store;
 
-pub use cache::AsyncCache;
 pub use config::{AsyncCacheBuilder, CacheConfig};
 pub use error::{CacheConfigError, CacheError};
 pub use node::{CacheNode, CacheNodeMsg, CacheNodeState};
 pub use stats::CacheStats;
+pub use store::AsyncCache;
