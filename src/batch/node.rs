@@ -87,6 +87,10 @@ where
     /// A child spec representing this batcher as a node named after it (kind
     /// `Batcher`) that publishes its stats: spawn it with `manager.spawn(spec)` or add it
     /// to a supervisor. Submits never go through the node's mailbox.
+    ///
+    /// The spec and the node hold handles to the batcher, so it no longer shuts down
+    /// when the user's last handle is dropped: call [`shutdown`](Self::shutdown) (e.g.
+    /// from a shutdown hook) to flush it.
     pub fn worker_spec(&self) -> WorkerSpec<BatcherNode<I, O, E>> {
         let batcher = self.clone();
         WorkerSpec::new(self.config().name.clone(), move |ctx| {
