@@ -457,3 +457,21 @@ async fn dropping_the_cache_aborts_its_loads() {
     settle().await;
     assert_eq!(dropped.load(Ordering::SeqCst), 1, "no orphan load task");
 }
+
+#[tokio::test]
+async fn the_coarse_clock_serves_hits_and_loads() {
+    let c = match AsyncCache::<u32, u32>::builder("coarse")
+        .ttl(Duration::from_secs(60))
+        .coarse_clock(true)
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    assert!(c.config().coarse_clock);
+    let v = c.get_with(1, || async { Ok::<u32, Boom>(10) }).await;
+    assert_eq!(v.ok(), Some(10));
+    assert_eq!(c.get(&1), Some(10));
+    assert!(c.invalidate(&1));
+    assert_eq!(c.get(&1), None);
+}
