@@ -2,3 +2,6 @@
 #![warn(missing_docs)]
 
 pub use uno_actors as actors;
+
+pub mod app;
+pub mod task;
