@@ -30,3 +30,6 @@ pub use error::{BoxError, TaskError};
 pub use group::{GroupMode, TaskGroup, TaskGroupBuilder, TaskHandle};
 pub use priority::Priority;
 pub use run::{run_task, run_task_cancellable, run_tasks, ReturnWhen};
+pub mod supervised;
+
+pub use supervised::{as_task, spawn_task, TaskActor, TaskMsg, TaskRef, TaskState};
