@@ -215,7 +215,7 @@ impl TaskGroupBuilder {
 }
 
 /// The group's node: a memberless actor whose context carries the tasks' leaves.
-struct GroupActor;
+pub(crate) struct GroupActor;
 
 impl Actor for GroupActor {
     type Msg = ();

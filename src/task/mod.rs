@@ -33,3 +33,6 @@ pub use run::{run_task, run_task_cancellable, run_tasks, ReturnWhen};
 pub mod supervised;
 
 pub use supervised::{as_task, spawn_task, TaskActor, TaskMsg, TaskRef, TaskState};
+pub mod manager;
+
+pub use manager::{ManagedTask, TaskInfo, TaskManager, TaskManagerConfig, TaskStatus, DEFAULT_GROUP};
