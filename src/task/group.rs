@@ -194,7 +194,7 @@ impl TaskGroupBuilder {
         })
         .kind(NodeKind::TaskGroup)
         .restart(Restart::Temporary)
-        .shutdown(Shutdown::Brutal);
+        .shutdown(Shutdown::Timeout(Duration::from_secs(1)));
         parent
             .start_worker(spec)
             .await

@@ -240,7 +240,7 @@ impl TaskManager {
         })
         .kind(NodeKind::TaskGroup)
         .restart(Restart::Temporary)
-        .shutdown(Shutdown::Brutal);
+        .shutdown(Shutdown::Timeout(Duration::from_secs(1)));
         let supervisor = |source| TaskError::Supervisor {
             name: name.to_string(),
             source,
