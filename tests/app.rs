@@ -103,7 +103,10 @@ fn sigterm_shuts_down_cleanly_with_hooks_in_reverse_order() {
     svc.signal("-TERM");
     let (code, lines) = svc.finish();
     assert_eq!(code, 0, "{lines:?}");
-    assert_eq!(hooks(&lines, "startup hook "), ["config", "db", "cache", "heartbeat"]);
+    assert_eq!(
+        hooks(&lines, "startup hook "),
+        ["config", "db", "cache", "heartbeat"]
+    );
     assert_eq!(hooks(&lines, "shutdown hook "), ["cache", "db", "config"]);
 }
 
@@ -131,7 +134,9 @@ fn a_failing_startup_hook_aborts_startup() {
 
 #[tokio::test]
 async fn an_escalation_ends_the_application_with_a_non_zero_code() {
-    let baseline = tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    let baseline = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
     let config = AppConfig {
         handle_signals: false,
         print_report: false,
@@ -149,15 +154,24 @@ async fn an_escalation_ends_the_application_with_a_non_zero_code() {
         });
     })
     .await;
-    assert_eq!(code, std::process::ExitCode::from(uno_runtime::app::EXIT_ESCALATION));
+    assert_eq!(
+        code,
+        std::process::ExitCode::from(uno_runtime::app::EXIT_ESCALATION)
+    );
     for _ in 0..1000 {
-        if tokio::runtime::Handle::current().metrics().num_alive_tasks() == baseline {
+        if tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+            == baseline
+        {
             break;
         }
         tokio::task::yield_now().await;
     }
     assert_eq!(
-        tokio::runtime::Handle::current().metrics().num_alive_tasks(),
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks(),
         baseline,
         "no orphan tasks after shutdown"
     );

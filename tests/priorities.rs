@@ -33,10 +33,18 @@ async fn waiting_tasks_start_by_priority() {
         })
         .unwrap();
     tokio::task::yield_now().await;
-    group.spawn_with_priority("low", Priority::LOW, logged(&log, "low")).unwrap();
-    group.spawn_with_priority("normal", Priority::NORMAL, logged(&log, "normal")).unwrap();
-    group.spawn_with_priority("high", Priority::HIGH, logged(&log, "high")).unwrap();
-    group.spawn_with_priority("critical", Priority::CRITICAL, logged(&log, "critical")).unwrap();
+    group
+        .spawn_with_priority("low", Priority::LOW, logged(&log, "low"))
+        .unwrap();
+    group
+        .spawn_with_priority("normal", Priority::NORMAL, logged(&log, "normal"))
+        .unwrap();
+    group
+        .spawn_with_priority("high", Priority::HIGH, logged(&log, "high"))
+        .unwrap();
+    group
+        .spawn_with_priority("critical", Priority::CRITICAL, logged(&log, "critical"))
+        .unwrap();
     tokio::task::yield_now().await;
     tx.send(()).unwrap();
     group.join().await.unwrap();
@@ -59,12 +67,18 @@ async fn aging_lets_a_long_waiting_low_priority_task_go_first() {
         })
         .unwrap();
     tokio::task::yield_now().await;
-    group.spawn_with_priority("low", Priority::LOW, logged(&log, "low")).unwrap();
+    group
+        .spawn_with_priority("low", Priority::LOW, logged(&log, "low"))
+        .unwrap();
     tokio::task::yield_now().await;
     // LOW (0) waits 2.5 s = 25 levels: it now outranks a fresh HIGH (20), not a CRITICAL (30).
     sleep(Duration::from_millis(2_500)).await;
-    group.spawn_with_priority("high", Priority::HIGH, logged(&log, "high")).unwrap();
-    group.spawn_with_priority("critical", Priority::CRITICAL, logged(&log, "critical")).unwrap();
+    group
+        .spawn_with_priority("high", Priority::HIGH, logged(&log, "high"))
+        .unwrap();
+    group
+        .spawn_with_priority("critical", Priority::CRITICAL, logged(&log, "critical"))
+        .unwrap();
     tokio::task::yield_now().await;
     tx.send(()).unwrap();
     group.join().await.unwrap();
@@ -87,10 +101,16 @@ async fn a_low_priority_task_never_starves() {
         sleep(Duration::from_millis(50)).await;
         R::Ok(())
     };
-    tasks.spawn_in("default", "h0", Priority::HIGH, work()).unwrap();
+    tasks
+        .spawn_in("default", "h0", Priority::HIGH, work())
+        .unwrap();
     tokio::task::yield_now().await;
     let started = Instant::now();
-    let low = tasks.spawn_in("default", "low", Priority::LOW, async move { R::Ok(Instant::now()) }).unwrap();
+    let low = tasks
+        .spawn_in("default", "low", Priority::LOW, async move {
+            R::Ok(Instant::now())
+        })
+        .unwrap();
     // A steady stream of high-priority work, one new task every 25 ms (twice the capacity).
     let stream = {
         let tasks = tasks.clone();
@@ -107,7 +127,10 @@ async fn a_low_priority_task_never_starves() {
     // without aging it would wait for the whole stream (10 s and more).
     let waited = ran_at - started;
     assert!(waited <= Duration::from_millis(4_200), "waited {waited:?}");
-    assert!(waited >= Duration::from_millis(2_000), "priority had no effect: {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(2_000),
+        "priority had no effect: {waited:?}"
+    );
     stream.abort();
     tasks.cancel_all();
     manager.shutdown(Duration::from_secs(5)).await;
@@ -116,7 +139,9 @@ async fn a_low_priority_task_never_starves() {
 #[tokio::test(start_paused = true)]
 async fn task_manager_groups_listing_and_cancel_all() {
     let manager = AsyncManager::start(ManagerConfig::default()).await.unwrap();
-    let tasks = TaskManager::start(&manager, TaskManagerConfig::default()).await.unwrap();
+    let tasks = TaskManager::start(&manager, TaskManagerConfig::default())
+        .await
+        .unwrap();
     tasks.create_group("io").await.unwrap();
     let dup = tasks.create_group("io").await.unwrap_err();
     assert!(matches!(dup, TaskError::DuplicateGroup { ref group } if group == "io"));
@@ -135,10 +160,16 @@ async fn task_manager_groups_listing_and_cancel_all() {
     tokio::task::yield_now().await;
     let listing = tasks.tasks();
     assert_eq!(listing.len(), 2);
-    assert_eq!((listing[0].name.as_str(), listing[0].group.as_str()), ("a", "default"));
+    assert_eq!(
+        (listing[0].name.as_str(), listing[0].group.as_str()),
+        ("a", "default")
+    );
     assert_eq!(listing[0].age, Duration::from_secs(5));
     assert_eq!(listing[0].status, TaskStatus::Running);
-    assert_eq!((listing[1].name.as_str(), listing[1].group.as_str()), ("b", "io"));
+    assert_eq!(
+        (listing[1].name.as_str(), listing[1].group.as_str()),
+        ("b", "io")
+    );
     assert_eq!(listing[1].priority, Priority::HIGH);
 
     let tree = manager.tree();
@@ -151,6 +182,9 @@ async fn task_manager_groups_listing_and_cancel_all() {
     assert!(tasks.tasks().is_empty());
     assert!(manager.tree().find("root/io/b").is_none());
     // Still usable after cancel_all.
-    assert_eq!(tasks.spawn("c", async { R::Ok(3) }).unwrap().await.unwrap(), 3);
+    assert_eq!(
+        tasks.spawn("c", async { R::Ok(3) }).unwrap().await.unwrap(),
+        3
+    );
     assert!(manager.shutdown(Duration::from_secs(5)).await.is_clean());
 }

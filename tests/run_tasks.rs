@@ -26,7 +26,10 @@ fn boom() -> R<u32> {
 async fn run_task_tells_outcomes_apart() {
     assert_eq!(run_task("ok", after(10, Ok(1)), None).await.unwrap(), 1);
     let e = run_task("bad", after(10, boom()), None).await.unwrap_err();
-    assert!(matches!(e, TaskError::Failed { ref task, .. } if task == "bad"), "{e}");
+    assert!(
+        matches!(e, TaskError::Failed { ref task, .. } if task == "bad"),
+        "{e}"
+    );
     let e = run_task(
         "panics",
         async {
@@ -39,11 +42,15 @@ async fn run_task_tells_outcomes_apart() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(e, TaskError::Panicked { ref task, ref message } if task == "panics" && message == "oh no"));
+    assert!(
+        matches!(e, TaskError::Panicked { ref task, ref message } if task == "panics" && message == "oh no")
+    );
     let e = run_task("slow", after(5_000, Ok(1)), Some(Duration::from_secs(1)))
         .await
         .unwrap_err();
-    assert!(matches!(e, TaskError::TimedOut { ref task, limit } if task == "slow" && limit == Duration::from_secs(1)));
+    assert!(
+        matches!(e, TaskError::TimedOut { ref task, limit } if task == "slow" && limit == Duration::from_secs(1))
+    );
     assert_eq!(e.to_string(), "task \"slow\" timed out after 1s");
     let token = CancellationToken::new();
     let t = token.clone();
@@ -72,7 +79,9 @@ async fn all_completed_waits_for_everything() {
 
 #[tokio::test(start_paused = true)]
 async fn first_completed_cancels_the_rest() {
-    let baseline = tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    let baseline = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
     let r = run_tasks(
         [after(300, Ok(1)), after(100, Ok(2)), after(200, Ok(3))],
         ReturnWhen::FirstCompleted,
@@ -81,7 +90,12 @@ async fn first_completed_cancels_the_rest() {
     assert!(matches!(r[0], Err(TaskError::Cancelled { .. })));
     assert_eq!(r[1].as_ref().unwrap(), &2);
     assert!(matches!(r[2], Err(TaskError::Cancelled { .. })));
-    assert_eq!(tokio::runtime::Handle::current().metrics().num_alive_tasks(), baseline);
+    assert_eq!(
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks(),
+        baseline
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -95,6 +109,10 @@ async fn first_error_returns_at_the_first_failure() {
     assert!(matches!(r[1], Err(TaskError::Failed { .. })));
     assert!(matches!(r[2], Err(TaskError::Cancelled { .. })));
     // Without a failure it waits for all.
-    let r = run_tasks([after(50, Ok(1)), after(100, Ok(2))], ReturnWhen::FirstError).await;
+    let r = run_tasks(
+        [after(50, Ok(1)), after(100, Ok(2))],
+        ReturnWhen::FirstError,
+    )
+    .await;
     assert!(r.iter().all(Result::is_ok));
 }

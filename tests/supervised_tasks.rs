@@ -27,7 +27,10 @@ async fn a_failing_task_is_rebuilt_and_restarted_with_backoff() {
         async move {
             s.lock().unwrap().push((ctx.incarnation(), Instant::now()));
             if ctx.incarnation() < 5 {
-                Err(std::io::Error::other(format!("attempt {}", ctx.incarnation())))
+                Err(std::io::Error::other(format!(
+                    "attempt {}",
+                    ctx.incarnation()
+                )))
             } else {
                 ctx.cancelled().await;
                 Ok(())
@@ -48,7 +51,11 @@ async fn a_failing_task_is_rebuilt_and_restarted_with_backoff() {
     sleep(Duration::from_secs(5)).await;
     let starts = starts.lock().unwrap().clone();
     let incarnations: Vec<u64> = starts.iter().map(|s| s.0).collect();
-    assert_eq!(incarnations, [1, 2, 3, 4, 5], "rebuilt from the factory on every start");
+    assert_eq!(
+        incarnations,
+        [1, 2, 3, 4, 5],
+        "rebuilt from the factory on every start"
+    );
     let gaps: Vec<Duration> = starts.windows(2).map(|w| w[1].1 - w[0].1).collect();
     for (gap, min) in gaps.iter().zip([100u64, 200, 400, 800]) {
         assert!(*gap >= Duration::from_millis(min), "gaps {gaps:?}");
@@ -81,13 +88,19 @@ async fn a_panicking_task_is_restarted() {
     sleep(Duration::from_millis(100)).await;
     assert_eq!(runs.load(Ordering::SeqCst), 2);
     let node = manager.tree().find("root/panicky").cloned().unwrap();
-    assert!(node.last_error.unwrap().message.contains("first run panics"));
+    assert!(node
+        .last_error
+        .unwrap()
+        .message
+        .contains("first run panics"));
     manager.shutdown(Duration::from_secs(5)).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_task_ignoring_cancellation_is_aborted_after_its_shutdown_timeout() {
-    let baseline = tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    let baseline = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
     let manager = AsyncManager::start(ManagerConfig::default()).await.unwrap();
     let dropped = Arc::new(AtomicUsize::new(0));
     struct Guard(Arc<AtomicUsize>);
@@ -127,13 +140,19 @@ async fn a_task_ignoring_cancellation_is_aborted_after_its_shutdown_timeout() {
     assert_eq!(dropped.load(Ordering::SeqCst), 1, "the future was aborted");
     drop(manager);
     for _ in 0..1000 {
-        if tokio::runtime::Handle::current().metrics().num_alive_tasks() == baseline {
+        if tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+            == baseline
+        {
             break;
         }
         tokio::task::yield_now().await;
     }
     assert_eq!(
-        tokio::runtime::Handle::current().metrics().num_alive_tasks(),
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks(),
         baseline,
         "no orphan tasks"
     );

@@ -49,7 +49,10 @@ async fn fail_fast_cancels_siblings_and_reports_the_first_failure() {
         .unwrap();
     let started = Instant::now();
     let err = group.join().await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(1), "siblings were not cancelled");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "siblings were not cancelled"
+    );
     match &err {
         TaskError::Group {
             group,
@@ -86,8 +89,12 @@ async fn a_panic_is_a_failure_too() {
         })
         .unwrap();
     match group.join().await.unwrap_err() {
-        TaskError::Group { first, cancelled, .. } => {
-            assert!(matches!(*first, TaskError::Panicked { ref message, .. } if message == "kaboom"));
+        TaskError::Group {
+            first, cancelled, ..
+        } => {
+            assert!(
+                matches!(*first, TaskError::Panicked { ref message, .. } if message == "kaboom")
+            );
             assert_eq!(cancelled, 1);
         }
         other => panic!("unexpected {other:?}"),
@@ -166,14 +173,21 @@ async fn a_group_is_single_use() {
     group.spawn("a", async { R::Ok(1) }).unwrap();
     assert_eq!(group.join().await.unwrap(), [1]);
     let err = group.spawn("b", async { R::Ok(2) }).unwrap_err();
-    assert!(matches!(err, TaskError::GroupClosed { ref group, ref task } if group == "once" && task == "b"));
-    assert!(matches!(group.join().await, Err(TaskError::GroupClosed { .. })));
+    assert!(
+        matches!(err, TaskError::GroupClosed { ref group, ref task } if group == "once" && task == "b")
+    );
+    assert!(matches!(
+        group.join().await,
+        Err(TaskError::GroupClosed { .. })
+    ));
 }
 
 #[tokio::test]
 async fn dropping_an_unjoined_group_cancels_and_aborts_its_tasks() {
     let drops = Drops::default();
-    let baseline = tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    let baseline = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
     let group = TaskGroup::<()>::new("dropped");
     for i in 0..3 {
         let g = drops.guard();
@@ -203,12 +217,21 @@ async fn dropping_an_unjoined_group_cancels_and_aborts_its_tasks() {
     }
     assert_eq!(drops.count(), 4, "every future was dropped");
     for _ in 0..100 {
-        if tokio::runtime::Handle::current().metrics().num_alive_tasks() == baseline {
+        if tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+            == baseline
+        {
             break;
         }
         tokio::task::yield_now().await;
     }
-    assert_eq!(tokio::runtime::Handle::current().metrics().num_alive_tasks(), baseline);
+    assert_eq!(
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks(),
+        baseline
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -236,8 +259,15 @@ async fn cooperative_tasks_get_the_grace_period_then_are_aborted() {
     let started = Instant::now();
     let r = group.join_results().await.unwrap();
     let took = started.elapsed();
-    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(3), "{took:?}");
-    assert_eq!(r[0].as_ref().unwrap(), &1, "the polite task returned its own result");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert_eq!(
+        r[0].as_ref().unwrap(),
+        &1,
+        "the polite task returned its own result"
+    );
     assert!(matches!(r[1], Err(TaskError::Cancelled { ref task }) if task == "stubborn"));
 }
 
@@ -251,7 +281,10 @@ async fn join_timeout_aborts_and_names_what_was_pending() {
             R::Ok(2)
         })
         .unwrap();
-    let err = group.join_timeout(Duration::from_secs(1)).await.unwrap_err();
+    let err = group
+        .join_timeout(Duration::from_secs(1))
+        .await
+        .unwrap_err();
     match &err {
         TaskError::GroupTimedOut {
             group,
@@ -289,14 +322,20 @@ async fn a_group_is_a_node_with_its_tasks_as_leaves() {
     assert_eq!(leaf.kind, NodeKind::Task);
     tx.send(()).unwrap();
     assert_eq!(group.join().await.unwrap(), [1]);
-    assert!(manager.tree().find("root/fetch").is_none(), "joined group leaves the tree");
+    assert!(
+        manager.tree().find("root/fetch").is_none(),
+        "joined group leaves the tree"
+    );
     assert!(manager.shutdown(Duration::from_secs(5)).await.is_clean());
 }
 
 #[tokio::test]
 async fn a_manager_shutdown_cancels_the_group() {
     let manager = AsyncManager::start(ManagerConfig::default()).await.unwrap();
-    let mut group = TaskGroup::<u32>::builder("g").start(&manager).await.unwrap();
+    let mut group = TaskGroup::<u32>::builder("g")
+        .start(&manager)
+        .await
+        .unwrap();
     group
         .spawn("forever", async {
             std::future::pending::<()>().await;
@@ -305,11 +344,20 @@ async fn a_manager_shutdown_cancels_the_group() {
         .unwrap();
     manager.shutdown(Duration::from_secs(5)).await;
     let err = group.join().await.unwrap_err();
-    assert!(matches!(err, TaskError::Group { ref first, .. } if first.is_cancelled()), "{err}");
+    assert!(
+        matches!(err, TaskError::Group { ref first, .. } if first.is_cancelled()),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_zero_limit_is_a_typed_error() {
-    let err = TaskGroup::<u32>::builder("z").limit(0).detached::<u32>().unwrap_err();
-    assert_eq!(err.to_string(), "the concurrency limit of \"z\" must be at least 1 (got 0)");
+    let err = TaskGroup::<u32>::builder("z")
+        .limit(0)
+        .detached::<u32>()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the concurrency limit of \"z\" must be at least 1 (got 0)"
+    );
 }

@@ -222,11 +222,7 @@ impl Actor for GroupActor {
     type State = ();
     type Arguments = ();
 
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<()>,
-        _args: (),
-    ) -> Result<(), ActorProcessingErr> {
+    async fn pre_start(&self, _myself: ActorRef<()>, _args: ()) -> Result<(), ActorProcessingErr> {
         Ok(())
     }
 }
@@ -474,7 +470,9 @@ impl<T: Send + 'static> TaskGroup<T> {
                     Some(run.await)
                 };
                 match caught {
-                    None => Err(TaskError::Cancelled { task: task_name.to_string() }),
+                    None => Err(TaskError::Cancelled {
+                        task: task_name.to_string(),
+                    }),
                     Some(Ok(Ok(v))) => Ok(v),
                     Some(Ok(Err(e))) => Err(TaskError::Failed {
                         task: task_name.to_string(),

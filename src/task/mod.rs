@@ -35,4 +35,6 @@ pub mod supervised;
 pub use supervised::{as_task, spawn_task, TaskActor, TaskMsg, TaskRef, TaskState};
 pub mod manager;
 
-pub use manager::{ManagedTask, TaskInfo, TaskManager, TaskManagerConfig, TaskStatus, DEFAULT_GROUP};
+pub use manager::{
+    ManagedTask, TaskInfo, TaskManager, TaskManagerConfig, TaskStatus, DEFAULT_GROUP,
+};

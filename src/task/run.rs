@@ -49,7 +49,11 @@ use super::error::{from_join_error, BoxError, TaskError};
 /// [`TaskError::Failed`] when the future returns an error, [`TaskError::Panicked`] when it
 /// panics, [`TaskError::TimedOut`] when it runs past `timeout` (it is then aborted), and
 /// [`TaskError::Cancelled`] when its runtime aborts it.
-pub async fn run_task<T, E, F>(name: &str, future: F, timeout: Option<Duration>) -> Result<T, TaskError>
+pub async fn run_task<T, E, F>(
+    name: &str,
+    future: F,
+    timeout: Option<Duration>,
+) -> Result<T, TaskError>
 where
     F: Future<Output = Result<T, E>> + Send + 'static,
     T: Send + 'static,
@@ -156,7 +160,13 @@ where
         let (i, result) = match joined {
             Ok((id, r)) => {
                 let i = index.get(&id).copied().unwrap_or_default();
-                (i, r.map_err(|e| TaskError::Failed { task: name(i), source: e.into() }))
+                (
+                    i,
+                    r.map_err(|e| TaskError::Failed {
+                        task: name(i),
+                        source: e.into(),
+                    }),
+                )
             }
             Err(e) => {
                 let i = index.get(&e.id()).copied().unwrap_or_default();
