@@ -29,7 +29,7 @@
 //! group.spawn("broken", async { Err(std::io::Error::other("boom")) }).unwrap();
 //! group.spawn("slow", async {
 //!     tokio::time::sleep(Duration::from_secs(3600)).await; // cancelled by the failure
-//!     Ok(3)
+//!     Ok::<_, std::io::Error>(3)
 //! }).unwrap();
 //! match group.join().await {
 //!     Err(TaskError::Group { first, cancelled, .. }) => {

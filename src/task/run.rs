@@ -9,18 +9,16 @@
 //! let n = run_task("answer", async { Ok::<_, std::io::Error>(42) }, None).await.unwrap();
 //! assert_eq!(n, 42);
 //!
-//! let results = run_tasks(
-//!     [
-//!         Box::pin(async { Ok::<u32, std::io::Error>(1) }) as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>,
-//!         Box::pin(async { Err(std::io::Error::other("boom")) }),
-//!         Box::pin(async {
-//!             tokio::time::sleep(Duration::from_secs(60)).await;
-//!             Ok(3)
-//!         }),
-//!     ],
-//!     ReturnWhen::FirstError,
-//! )
-//! .await;
+//! type Job = std::pin::Pin<Box<dyn std::future::Future<Output = Result<u32, std::io::Error>> + Send>>;
+//! let jobs: Vec<Job> = vec![
+//!     Box::pin(async { Ok(1) }),
+//!     Box::pin(async { Err(std::io::Error::other("boom")) }),
+//!     Box::pin(async {
+//!         tokio::time::sleep(Duration::from_secs(60)).await;
+//!         Ok(3)
+//!     }),
+//! ];
+//! let results = run_tasks(jobs, ReturnWhen::FirstError).await;
 //! assert_eq!(results[0].as_ref().unwrap(), &1);
 //! assert!(matches!(results[1], Err(TaskError::Failed { .. })));
 //! assert!(matches!(results[2], Err(TaskError::Cancelled { .. }))); // cancelled, not a silent None
