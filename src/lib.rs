@@ -3,11 +3,13 @@
 
 pub use uno_actors as actors;
 
+pub mod app;
 pub mod batch;
 pub mod cache;
 pub mod context;
 pub mod resilience;
 pub mod sync;
+pub mod task;
 
 /// The types most programs use, in one import.
 pub mod prelude {
