@@ -4,6 +4,8 @@
 //!
 //! Run it with `cargo run --example tour`. It ends by itself in a few seconds.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -11,6 +13,7 @@ use uno_runtime::actors::{
     AsyncManager, ChildContext, Intensity, ManagerConfig, NodeStatus, RestartBackoff, Strategy, SupervisorSpec,
     WorkerSpec,
 };
+use uno_runtime::task::{as_task, spawn_task, TaskGroup};
 
 /// A counter that panics when asked to add 13.
 struct Counter;
@@ -60,6 +63,78 @@ impl Actor for Service {
     }
 }
 
+/// Prints when the task holding it is dropped: how a cancelled task shows itself.
+struct SaysWhenDropped(&'static str);
+
+impl Drop for SaysWhenDropped {
+    fn drop(&mut self) {
+        println!("  task {:?} was cancelled (its future was dropped)", self.0);
+    }
+}
+
+async fn tasks(manager: &AsyncManager) -> Result<(), Box<dyn std::error::Error>> {
+    // A fail-fast group: the first failure cancels the siblings still running.
+    let mut group = TaskGroup::<u32>::builder("fetch").start(manager).await?;
+    group.spawn("fast", async {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        Ok::<_, std::io::Error>(1)
+    })?;
+    group.spawn("broken", async {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        Err(std::io::Error::other("upstream refused the request"))
+    })?;
+    group.spawn("slow", async {
+        let _guard = SaysWhenDropped("slow");
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok::<_, std::io::Error>(3)
+    })?;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    println!("the group in the tree while it runs:\n{}", manager.tree());
+    match group.join().await {
+        Ok(v) => println!("group finished: {v:?}"),
+        Err(e) => println!("group failed fast: {e}"),
+    }
+
+    // A supervised background task: it fails twice, is restarted with backoff, then runs
+    // until it is cancelled by the shutdown.
+    let attempts = Arc::new(AtomicU32::new(0));
+    let counter = attempts.clone();
+    let backoff = RestartBackoff::exponential(
+        Duration::from_millis(50),
+        Duration::from_secs(1),
+        0.0,
+        Duration::from_secs(30),
+    )?;
+    let heartbeat = as_task("heartbeat", move |ctx: ChildContext| {
+        let attempt = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        async move {
+            if attempt <= 2 {
+                return Err(format!("heartbeat attempt {attempt} could not reach its peer"));
+            }
+            ctx.cancelled().await;
+            Ok::<(), String>(())
+        }
+    })
+    .backoff(backoff);
+    spawn_task(manager, heartbeat).await?;
+    while attempts.load(Ordering::SeqCst) < 3
+        || !manager
+            .tree()
+            .find("root/heartbeat")
+            .is_some_and(|n| n.status == NodeStatus::Running)
+    {
+        if manager.is_shutting_down() {
+            return Err("the manager stopped while the heartbeat was restarting".into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!(
+        "\nthe heartbeat task after two failures and two restarts (50 ms, then 100 ms):\n{}",
+        manager.tree()
+    );
+    Ok(())
+}
+
 fn service(name: &str) -> WorkerSpec<Service> {
     WorkerSpec::new(name, |ctx: &ChildContext| (Service, ctx.clone()))
 }
@@ -71,7 +146,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     // The counter panics on purpose: print one line instead of a backtrace.
     std::panic::set_hook(Box::new(|info| eprintln!("(panic in a supervised actor: {info})")));
-    let manager = AsyncManager::start(ManagerConfig::default()).await?;
+    // The root gives up after more than 10 restarts of its own children within 10 s.
+    let manager = AsyncManager::start(ManagerConfig {
+        intensity: Intensity::new(10, Duration::from_secs(10))?,
+        ..ManagerConfig::default()
+    })
+    .await?;
 
     println!("== 1. a supervision tree with every strategy\n");
     let backoff = RestartBackoff::exponential(
@@ -139,7 +219,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("...\n");
     println!("{}", manager.tree().to_dot());
 
-    println!("== 4. orderly shutdown: reverse start order, depth first\n");
+    println!("== 4. tasks: a fail-fast group and a supervised background task\n");
+    tasks(&manager).await?;
+
+    println!("== 5. orderly shutdown: reverse start order, depth first\n");
     let report = manager.shutdown(Duration::from_secs(5)).await;
     print!("{report}");
     println!("manager exit: {:?}", manager.wait().await);
