@@ -3,6 +3,7 @@
 
 pub use uno_actors as actors;
 
+pub mod db;
 pub mod resilience;
 pub mod sync;
 
