@@ -3,6 +3,9 @@
 
 pub use uno_actors as actors;
 
+pub mod batch;
+pub mod cache;
+pub mod context;
 pub mod db;
 pub mod resilience;
 pub mod sync;

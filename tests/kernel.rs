@@ -884,3 +884,66 @@ async fn stats_published_by_a_node_appear_in_the_tree() {
     assert!(!m.tree().find("root/cache").unwrap().stats.contains_key("hits"));
     m.shutdown(Duration::from_secs(5)).await;
 }
+
+/// Records in `post_stop` whether the stop was final.
+struct FinalProbe;
+
+impl Actor for FinalProbe {
+    type Msg = ProbeMsg;
+    type State = (ChildContext, Log);
+    type Arguments = (ChildContext, Log);
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<ProbeMsg>,
+        args: (ChildContext, Log),
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(args)
+    }
+
+    async fn handle(
+        &self,
+        me: ActorRef<ProbeMsg>,
+        msg: ProbeMsg,
+        _: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let ProbeMsg::StopNormally = msg {
+            me.stop(None);
+        }
+        Ok(())
+    }
+
+    async fn post_stop(&self, _: ActorRef<ProbeMsg>, (ctx, log): &mut Self::State) -> Result<(), ActorProcessingErr> {
+        log.lock()
+            .unwrap()
+            .push(format!("{} final={}", ctx.incarnation(), ctx.stop_is_final()));
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn post_stop_can_tell_a_restart_from_a_final_stop() {
+    let (m, kit) = (manager().await, Kit::default());
+    let log = kit.log.clone();
+    let spec = WorkerSpec::new("f", move |ctx: &ChildContext| (FinalProbe, (ctx.clone(), log.clone())))
+        .backoff(RestartBackoff::immediate());
+    let f = spec.reference();
+    let a = kit.worker("a");
+    let a_ref = a.reference();
+    m.spawn_supervisor(
+        SupervisorSpec::new("s")
+            .strategy(Strategy::OneForAll)
+            .intensity(generous())
+            .child(a)
+            .child(spec),
+    )
+    .await
+    .unwrap();
+    // A sibling's failure stops f for a restart: not final.
+    a_ref.cast(ProbeMsg::Fail("boom".into())).await.unwrap();
+    settle().await;
+    assert!(f.is_running());
+    m.shutdown(Duration::from_secs(5)).await;
+    let entries: Vec<String> = kit.take().into_iter().filter(|e| e.contains("final=")).collect();
+    assert_eq!(entries, ["1 final=false", "2 final=true"]);
+}

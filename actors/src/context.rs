@@ -31,6 +31,7 @@
 //! # }
 //! ```
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -39,6 +40,7 @@ use crate::manager::{AsyncManager, Shared};
 use crate::tree::{LeafNode, NodeId, NodeKind, NodeStats};
 
 struct Inner {
+    final_stop: AtomicBool,
     path: Arc<str>,
     name: String,
     kind: NodeKind,
@@ -76,6 +78,7 @@ impl ChildContext {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
+                final_stop: AtomicBool::new(false),
                 path,
                 name,
                 kind,
@@ -140,6 +143,17 @@ impl ChildContext {
     /// The handle to publish this node's stats in the tree.
     pub fn stats(&self) -> NodeStats {
         NodeStats::new(&self.inner.shared.registry, self.inner.id)
+    }
+
+    /// Whether the node is being stopped for good (terminated, deleted, its supervisor or the
+    /// manager shutting down) rather than for a restart. Meant for `post_stop`: flush and
+    /// close what outlives an incarnation only when nothing will restart it.
+    pub fn stop_is_final(&self) -> bool {
+        self.inner.final_stop.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn mark_final_stop(&self) {
+        self.inner.final_stop.store(true, Ordering::SeqCst);
     }
 
     pub(crate) fn manager_exited(&self) -> CancellationToken {

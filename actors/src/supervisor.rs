@@ -163,6 +163,7 @@ struct Child {
     policy: Policy,
     cell: Option<ActorCell>,
     token: Option<CancellationToken>,
+    ctx: Option<ChildContext>,
     incarnation: u64,
     /// The generation of the restart this child waits for, if any.
     pending: Option<u64>,
@@ -280,6 +281,7 @@ impl SupervisorState {
             policy,
             cell: None,
             token: None,
+            ctx: None,
             incarnation: 0,
             pending: None,
             ended: false,
@@ -330,6 +332,7 @@ impl SupervisorState {
         );
         shared.registry.set_status(child.node, Status::Starting);
         let span = tracing::info_span!(parent: None, "uno.node", path = %child.path);
+        child.ctx = Some(ctx.clone());
         let start = child.spec.starter.start(StartArgs {
             ctx,
             parent: myself.get_cell(),
@@ -361,6 +364,11 @@ impl SupervisorState {
         let shared = self.ctx.shared().clone();
         let child = &mut self.children[idx];
         let cell = child.cell.take()?;
+        if matches!(purpose, StopPurpose::Shutdown | StopPurpose::Terminate) {
+            if let Some(ctx) = &child.ctx {
+                ctx.mark_final_stop();
+            }
+        }
         if let Some(t) = child.token.take() {
             t.cancel();
         }
