@@ -23,16 +23,19 @@ fn config(app: &str) -> DbConfig {
 /// Whether the connection handed out now is outside any transaction, and its backend pid.
 async fn clean_connection(db: &Db) -> (bool, i32) {
     let mut s = db.session().await.expect("session");
-    let row = s
-        .query_one("SELECT now() = statement_timestamp(), pg_backend_pid()", &[])
-        .await
-        .expect("probe");
-    (row.get(0), row.get(1))
+    // SAVEPOINT fails with 25P01 outside a transaction block, with 25P02 inside an aborted
+    // one, and succeeds inside an open one.
+    let probe = s.raw_client().unwrap().batch_execute("SAVEPOINT uno_probe").await;
+    let outside = probe.is_err_and(|e| e.code().map(|c| c.code()) == Some("25P01"));
+    let pid: i32 = s.query_one("SELECT pg_backend_pid()", &[]).await.expect("pid").get(0);
+    (outside, pid)
 }
 
 #[tokio::test]
 async fn connect_retries_until_a_connection_slot_frees() {
-    let Some(schema) = Schema::create("connect_retries").await else { return };
+    let Some(schema) = Schema::create("connect_retries").await else {
+        return;
+    };
     let role = tdb::unique("uno_role");
     schema
         .admin
@@ -44,7 +47,17 @@ async fn connect_retries_until_a_connection_slot_frees() {
 
     // No retries: the role's limit is a transient failure, reported with its SQLSTATE.
     let err = connect(&cfg).await.unwrap_err();
-    assert!(matches!(err, DbError::Connect { transient: true, attempts: 1, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            DbError::Connect {
+                transient: true,
+                attempts: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(err.code(), Some("53300"), "{err}");
 
     // With retries: freed while retrying.
@@ -70,7 +83,9 @@ async fn permanent_failures_fail_at_once_with_the_servers_message() {
     // (pg_hba.conf: `host all all 127.0.0.1/32 trust`, `local all all trust`), so a wrong
     // password is accepted there and 28P01 cannot be produced; the unknown database (3D000) and
     // unknown role (28000) take the same permanent path.
-    let Some(admin) = tdb::admin("permanent_failures").await else { return };
+    let Some(admin) = tdb::admin("permanent_failures").await else {
+        return;
+    };
     drop(admin);
     let slow_retries = |c: DbConfig| {
         c.connect_attempts(10)
@@ -81,7 +96,17 @@ async fn permanent_failures_fail_at_once_with_the_servers_message() {
         .await
         .unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(1), "not retried");
-    assert!(matches!(err, DbError::Connect { transient: false, attempts: 1, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            DbError::Connect {
+                transient: false,
+                attempts: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(err.code(), Some("3D000"));
     assert!(err.to_string().contains("uno_no_such_db"), "{err}");
 
@@ -103,7 +128,9 @@ async fn permanent_failures_fail_at_once_with_the_servers_message() {
 
 #[tokio::test]
 async fn the_password_never_shows() {
-    let Some(schema) = Schema::create("password").await else { return };
+    let Some(schema) = Schema::create("password").await else {
+        return;
+    };
     let password = "S3cret-Pa55word";
     let url = tdb::url().replacen("postgres://postgres@", &format!("postgres://postgres:{password}@"), 1);
     let cfg = DbConfig::from_url(&url).unwrap().application_name("uno-pw");
@@ -134,7 +161,9 @@ async fn the_password_never_shows() {
 
 #[tokio::test]
 async fn commit_and_rollback_paths() {
-    let Some(schema) = Schema::create("commit_rollback").await else { return };
+    let Some(schema) = Schema::create("commit_rollback").await else {
+        return;
+    };
     let t = schema.t("items");
     schema
         .admin
@@ -204,7 +233,9 @@ async fn commit_and_rollback_paths() {
 
 #[tokio::test]
 async fn rollback_on_drop_panic_and_cancellation_then_a_clean_connection() {
-    let Some(schema) = Schema::create("rollback_paths").await else { return };
+    let Some(schema) = Schema::create("rollback_paths").await else {
+        return;
+    };
     let t = schema.t("items");
     schema
         .admin
@@ -213,7 +244,9 @@ async fn rollback_on_drop_panic_and_cancellation_then_a_clean_connection() {
         .unwrap();
     let manager = manager().await;
     // One connection: the next session gets the very connection the last one left.
-    let db = Db::start(&manager, "db", config("uno-rb").max_connections(1)).await.unwrap();
+    let db = Db::start(&manager, "db", config("uno-rb").max_connections(1))
+        .await
+        .unwrap();
     let insert = format!("INSERT INTO {t} VALUES ($1)");
     let (clean, pid0) = clean_connection(&db).await;
     assert!(clean);
@@ -236,8 +269,10 @@ async fn rollback_on_drop_panic_and_cancellation_then_a_clean_connection() {
         let mut tx = s.begin().await.unwrap();
         tx.execute(&insert, &[&2]).await.unwrap();
         drop(tx);
-        let in_tx: bool = s.query_one("SELECT now() = statement_timestamp()", &[]).await.unwrap().get(0);
-        assert!(in_tx);
+        // Had the transaction still been open, this would be rolled back with it.
+        s.execute(&insert, &[&20]).await.unwrap();
+        s.execute(&format!("DELETE FROM {t} WHERE id = 20"), &[]).await.unwrap();
+        assert!(!s.in_transaction());
     }
 
     // Panic inside a transaction.
@@ -306,7 +341,9 @@ async fn wait_until_no_active(schema: &Schema, app: &str, needle: &str) {
 
 #[tokio::test]
 async fn a_serialization_failure_is_retried() {
-    let Some(schema) = Schema::create("serialization").await else { return };
+    let Some(schema) = Schema::create("serialization").await else {
+        return;
+    };
     let t = schema.t("doctors");
     schema
         .admin
@@ -326,29 +363,34 @@ async fn a_serialization_failure_is_retried() {
     let attempts = Arc::new(AtomicU32::new(0));
     let mut tasks = Vec::new();
     for me in ["a", "b"] {
-        let (db, policy, barrier, attempts, t) = (db.clone(), policy.clone(), barrier.clone(), attempts.clone(), t.clone());
+        let (db, policy, barrier, attempts, t) =
+            (db.clone(), policy.clone(), barrier.clone(), attempts.clone(), t.clone());
         tasks.push(tokio::spawn(async move {
             let mut s = db.session().await.unwrap();
             let first = Arc::new(AtomicU32::new(0));
-            s.retry_transaction(&policy, TxOptions::new().isolation(IsolationLevel::Serializable), |tx| {
-                let (barrier, attempts, first, t) = (barrier.clone(), attempts.clone(), first.clone(), t.clone());
-                Box::pin(async move {
-                    attempts.fetch_add(1, Ordering::SeqCst);
-                    // Write skew: both read "two on call", then each goes off call.
-                    let n: i64 = tx
-                        .query_one(&format!("SELECT count(*) FROM {t} WHERE on_call"), &[])
-                        .await?
-                        .get(0);
-                    if first.fetch_add(1, Ordering::SeqCst) == 0 {
-                        barrier.wait().await;
-                    }
-                    if n >= 2 {
-                        tx.execute(&format!("UPDATE {t} SET on_call = false WHERE name = $1"), &[&me])
-                            .await?;
-                    }
-                    Ok(n)
-                })
-            })
+            s.retry_transaction(
+                &policy,
+                TxOptions::new().isolation(IsolationLevel::Serializable),
+                |tx| {
+                    let (barrier, attempts, first, t) = (barrier.clone(), attempts.clone(), first.clone(), t.clone());
+                    Box::pin(async move {
+                        attempts.fetch_add(1, Ordering::SeqCst);
+                        // Write skew: both read "two on call", then each goes off call.
+                        let n: i64 = tx
+                            .query_one(&format!("SELECT count(*) FROM {t} WHERE on_call"), &[])
+                            .await?
+                            .get(0);
+                        if first.fetch_add(1, Ordering::SeqCst) == 0 {
+                            barrier.wait().await;
+                        }
+                        if n >= 2 {
+                            tx.execute(&format!("UPDATE {t} SET on_call = false WHERE name = $1"), &[&me])
+                                .await?;
+                        }
+                        Ok(n)
+                    })
+                },
+            )
             .await
         }));
     }
@@ -372,7 +414,9 @@ async fn a_serialization_failure_is_retried() {
 
 #[tokio::test]
 async fn cancelling_a_session_cancels_its_query_on_the_server() {
-    let Some(schema) = Schema::create("server_cancel").await else { return };
+    let Some(schema) = Schema::create("server_cancel").await else {
+        return;
+    };
     let manager = manager().await;
     let db = Db::start(&manager, "db", config("uno-cancel")).await.unwrap();
     let mut s = db.session().await.unwrap();
@@ -416,7 +460,9 @@ async fn cancelling_a_session_cancels_its_query_on_the_server() {
 
 #[tokio::test]
 async fn a_terminated_backend_loses_nothing_and_the_pool_recovers() {
-    let Some(schema) = Schema::create("terminate").await else { return };
+    let Some(schema) = Schema::create("terminate").await else {
+        return;
+    };
     let t = schema.t("items");
     schema
         .admin
@@ -424,7 +470,9 @@ async fn a_terminated_backend_loses_nothing_and_the_pool_recovers() {
         .await
         .unwrap();
     let manager = manager().await;
-    let db = Db::start(&manager, "db", config("uno-term").max_connections(1)).await.unwrap();
+    let db = Db::start(&manager, "db", config("uno-term").max_connections(1))
+        .await
+        .unwrap();
     let mut s = db.session().await.unwrap();
     let pid: i32 = s.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
     let mut tx = s.begin().await.unwrap();
@@ -436,7 +484,10 @@ async fn a_terminated_backend_loses_nothing_and_the_pool_recovers() {
         .unwrap()
         .get(0);
     assert!(killed);
-    let err = tx.execute(&format!("INSERT INTO {t} VALUES (2)"), &[]).await.unwrap_err();
+    let err = tx
+        .execute(&format!("INSERT INTO {t} VALUES (2)"), &[])
+        .await
+        .unwrap_err();
     assert!(err.is_connection_lost() || err.code() == Some("57P01"), "{err:?}");
     assert!(tx.commit().await.is_err());
     drop(s);
@@ -451,20 +502,31 @@ async fn a_terminated_backend_loses_nothing_and_the_pool_recovers() {
         .get(0);
     assert_eq!(n, 0, "no partial write");
     let node = manager.tree().find("root/db").cloned().unwrap();
-    assert!(node.stats["pool.closed_broken"].as_u64().unwrap() >= 1, "{:?}", node.stats);
+    assert!(
+        node.stats["pool.closed_broken"].as_u64().unwrap() >= 1,
+        "{:?}",
+        node.stats
+    );
     manager.shutdown(Duration::from_secs(5)).await;
     schema.drop_now().await;
 }
 
 #[tokio::test]
 async fn an_operation_group_fails_fast_and_cancels_the_rest_on_the_server() {
-    let Some(schema) = Schema::create("group_fail_fast").await else { return };
+    let Some(schema) = Schema::create("group_fail_fast").await else {
+        return;
+    };
     let manager = manager().await;
     let db = Db::start(&manager, "db", config("uno-group")).await.unwrap();
     let ok: Vec<DbOp<i32>> = (0..6)
-        .map(|i| -> DbOp<i32> { Box::new(move |s| Box::pin(async move { Ok(s.query_one("SELECT $1::int4", &[&i]).await?.get(0)) })) })
+        .map(|i| -> DbOp<i32> {
+            Box::new(move |s| Box::pin(async move { Ok(s.query_one("SELECT $1::int4", &[&i]).await?.get(0)) }))
+        })
         .collect();
-    assert_eq!(db.group().unwrap().limit(3).run(ok).await.unwrap(), vec![0, 1, 2, 3, 4, 5]);
+    assert_eq!(
+        db.group().unwrap().limit(3).run(ok).await.unwrap(),
+        vec![0, 1, 2, 3, 4, 5]
+    );
 
     let ops: Vec<DbOp<i32>> = vec![
         Box::new(|s| Box::pin(async move { Ok(s.query_one("SELECT 1 FROM pg_sleep(30)", &[]).await?.get(0)) })),
@@ -478,7 +540,11 @@ async fn an_operation_group_fails_fast_and_cancels_the_rest_on_the_server() {
     ];
     let started = Instant::now();
     let err = db.group().unwrap().run(ops).await.unwrap_err();
-    assert_eq!(err.code(), Some("22012"), "the first error, not the cancellations: {err}");
+    assert_eq!(
+        err.code(),
+        Some("22012"),
+        "the first error, not the cancellations: {err}"
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
     wait_until_no_active(&schema, "uno-group", "pg_sleep(30)").await;
     assert!(db.factory().unwrap().sessions().is_empty(), "every session closed");
@@ -488,7 +554,9 @@ async fn an_operation_group_fails_fast_and_cancels_the_rest_on_the_server() {
 
 #[tokio::test]
 async fn in_transaction_is_all_or_nothing() {
-    let Some(schema) = Schema::create("group_tx").await else { return };
+    let Some(schema) = Schema::create("group_tx").await else {
+        return;
+    };
     let t = schema.t("items");
     schema
         .admin
@@ -517,7 +585,10 @@ async fn in_transaction_is_all_or_nothing() {
         n
     };
     assert_eq!(count().await, 0);
-    assert_eq!(db.execute_in_transaction(ops(vec![1, 2, 3])).await.unwrap(), vec![1, 1, 1]);
+    assert_eq!(
+        db.execute_in_transaction(ops(vec![1, 2, 3])).await.unwrap(),
+        vec![1, 1, 1]
+    );
     assert_eq!(count().await, 3);
     manager.shutdown(Duration::from_secs(5)).await;
     schema.drop_now().await;
@@ -525,7 +596,9 @@ async fn in_transaction_is_all_or_nothing() {
 
 #[tokio::test]
 async fn sessions_are_tracked_in_the_tree_and_leaks_reported() {
-    let Some(schema) = Schema::create("leaks").await else { return };
+    let Some(schema) = Schema::create("leaks").await else {
+        return;
+    };
     let manager = manager().await;
     let cfg = config("uno-leak")
         .leak_threshold(Duration::from_millis(100))
@@ -535,9 +608,16 @@ async fn sessions_are_tracked_in_the_tree_and_leaks_reported() {
     let leaked = db.session().await.unwrap();
     let line = line!() - 1;
     let path = format!("root/db/session-{}", leaked.id());
-    let node = manager.tree().find(&path).cloned().expect("a live session is a leaf of its node");
+    let node = manager
+        .tree()
+        .find(&path)
+        .cloned()
+        .expect("a live session is a leaf of its node");
     assert_eq!(node.kind.to_string(), "session");
-    assert!(node.stats["opened_where"].as_str().unwrap().ends_with(&format!("tests/db.rs:{line}")));
+    assert!(node.stats["opened_where"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("tests/db.rs:{line}")));
     tokio::time::sleep(Duration::from_millis(250)).await;
     let report = db.factory().unwrap().leak_report(Duration::from_millis(100));
     assert_eq!(report.len(), 1);
@@ -561,9 +641,13 @@ async fn sessions_are_tracked_in_the_tree_and_leaks_reported() {
 
 #[tokio::test]
 async fn prepared_statements_are_cached_per_connection() {
-    let Some(schema) = Schema::create("statement_cache").await else { return };
+    let Some(schema) = Schema::create("statement_cache").await else {
+        return;
+    };
     let manager = manager().await;
-    let db = Db::start(&manager, "db", config("uno-stmt").max_connections(1)).await.unwrap();
+    let db = Db::start(&manager, "db", config("uno-stmt").max_connections(1))
+        .await
+        .unwrap();
     let mut s = db.session().await.unwrap();
     let count = "SELECT count(*) FROM pg_prepared_statements";
     let a = s.prepare("SELECT $1::int4 + 1").await.unwrap();

@@ -225,7 +225,8 @@ impl Db {
     /// As [`SessionFactory::open`]; [`DbError::Closed`] while the node is not running.
     #[track_caller]
     pub fn session(&self) -> impl std::future::Future<Output = Result<Session, DbError>> + Send + 'static {
-        let opened = self.factory().map(|f| f.open());
+        let location = std::panic::Location::caller();
+        let opened = self.factory().map(|f| f.open_at(location));
         async move { opened?.await }
     }
 

@@ -174,6 +174,15 @@ impl SessionFactory {
         async move { open_session(inner, location, token).await }
     }
 
+    pub(crate) fn open_at(
+        &self,
+        location: &'static Location<'static>,
+    ) -> impl Future<Output = Result<Session, DbError>> + Send + 'static {
+        let inner = self.inner.clone();
+        let token = inner.ctx.cancel_token().child_token();
+        async move { open_session(inner, location, token).await }
+    }
+
     /// Like [`open`](Self::open), with the session's token a child of `parent` instead of the
     /// node's: cancelling `parent` cancels the session's statements. `parent` should itself
     /// descend from [`cancel_token`](Self::cancel_token) (a group's token does), so that

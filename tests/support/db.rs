@@ -36,7 +36,9 @@ pub async fn admin(test: &str) -> Option<Client> {
             if std::env::var("UNO_REQUIRE_DB").is_ok_and(|v| v == "1") {
                 panic!("{test}: no PostgreSQL at DATABASE_URL ({why}) and UNO_REQUIRE_DB=1");
             }
-            eprintln!("\n*** SKIP {test}: no PostgreSQL at DATABASE_URL ({why}); set UNO_REQUIRE_DB=1 to fail instead ***\n");
+            eprintln!(
+                "\n*** SKIP {test}: no PostgreSQL at DATABASE_URL ({why}); set UNO_REQUIRE_DB=1 to fail instead ***\n"
+            );
             None
         }
     }
