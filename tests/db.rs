@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use support::db::{self as tdb, Schema};
 use uno_runtime::actors::backoff::Backoff;
 use uno_runtime::actors::{AsyncManager, ManagerConfig};
-use uno_runtime::db::{connect, Db, DbConfig, DbError, DbOp, IsolationLevel, TxOp, TxOptions};
+use uno_runtime::db::{connect, Db, DbConfig, DbError, DbOp, InsertRow, IsolationLevel, Param, TxOp, TxOptions};
 use uno_runtime::resilience::RetryPolicy;
 
 async fn manager() -> AsyncManager {
@@ -661,6 +661,123 @@ async fn prepared_statements_are_cached_per_connection() {
     assert!(none.is_none());
     assert!(s.query_one("SELECT 1 WHERE false", &[]).await.is_err());
     drop(s);
+    manager.shutdown(Duration::from_secs(5)).await;
+    schema.drop_now().await;
+}
+
+#[tokio::test]
+async fn batched_inserts_map_rows_to_callers_in_input_order() {
+    let Some(schema) = Schema::create("insert_batched").await else {
+        return;
+    };
+    let t = schema.t("events");
+    schema
+        .admin
+        .batch_execute(&format!(
+            "CREATE TABLE {t} (id serial PRIMARY KEY, n int NOT NULL CHECK (n >= 0))"
+        ))
+        .await
+        .unwrap();
+    let manager = manager().await;
+    let db = Db::start(&manager, "db", config("uno-batch")).await.unwrap();
+    let mut tasks = Vec::new();
+    for n in 0..500i32 {
+        let (db, t) = (db.clone(), t.clone());
+        tasks.push(tokio::spawn(async move {
+            let row = db.insert_batched(&t, InsertRow::new().set("n", n)).await?;
+            Ok::<_, DbError>((n, row.get::<_, i32>("n"), row.get::<_, i32>("id")))
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        let (sent, got, id) = task.await.unwrap().unwrap();
+        assert_eq!(sent, got, "each caller gets its own row");
+        ids.push(id);
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 500);
+    let batches: i64 = schema
+        .admin
+        .query_one(&format!("SELECT count(DISTINCT xmin::text) FROM {t}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(batches < 500, "rows were inserted in batches ({batches} transactions)");
+
+    // A failing row fails its batch (all of it) with the server's error; later batches work.
+    let (bad, good) = tokio::join!(
+        db.insert_batched(&t, InsertRow::new().set("n", -1)),
+        db.insert_batched(&t, InsertRow::new().set("n", 1000)),
+    );
+    let err = bad.unwrap_err();
+    assert_eq!(err.code(), Some("23514"), "{err}");
+    if let Err(e) = good {
+        assert_eq!(e.code(), Some("23514"), "failed only as part of the same batch: {e}");
+    }
+    let later = db.insert_batched(&t, InsertRow::new().set("n", 7)).await.unwrap();
+    assert_eq!(later.get::<_, i32>("n"), 7);
+    let err = db
+        .insert_batched("bad name;", InsertRow::new().set("n", 1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DbError::Config(_)));
+    db.flush().await;
+    manager.shutdown(Duration::from_secs(5)).await;
+    schema.drop_now().await;
+}
+
+#[tokio::test]
+async fn cached_queries_hit_refresh_and_invalidate() {
+    let Some(schema) = Schema::create("query_cached").await else {
+        return;
+    };
+    let t = schema.t("settings");
+    schema
+        .admin
+        .batch_execute(&format!(
+            "CREATE TABLE {t} (k text PRIMARY KEY, v int); INSERT INTO {t} VALUES ('a', 1)"
+        ))
+        .await
+        .unwrap();
+    let manager = manager().await;
+    let db = Db::start(&manager, "db", config("uno-cache")).await.unwrap();
+    let sql = format!("SELECT v FROM {t} WHERE k = $1");
+    let read = |ttl: Duration| {
+        let (db, sql) = (db.clone(), sql.clone());
+        async move {
+            let params: Vec<Param> = vec![Box::new("a")];
+            let rows = db.query_cached(&sql, params, ttl).await.unwrap();
+            rows[0].get::<_, i32>(0)
+        }
+    };
+    let ttl = Duration::from_millis(500);
+    assert_eq!(read(ttl).await, 1);
+    schema
+        .admin
+        .batch_execute(&format!("UPDATE {t} SET v = 2"))
+        .await
+        .unwrap();
+    assert_eq!(read(ttl).await, 1, "a hit serves the cached rows");
+    // Within the last fifth of the TTL a hit refreshes in the background.
+    tokio::time::sleep(Duration::from_millis(420)).await;
+    let _ = read(ttl).await;
+    let mut refreshed = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if read(ttl).await == 2 {
+            refreshed = true;
+            break;
+        }
+    }
+    assert!(refreshed, "refresh-ahead loaded the new value");
+    schema
+        .admin
+        .batch_execute(&format!("UPDATE {t} SET v = 3"))
+        .await
+        .unwrap();
+    assert_eq!(db.invalidate_cached(&format!("SELECT v FROM {t}")), 1);
+    assert_eq!(read(ttl).await, 3, "invalidated by prefix");
     manager.shutdown(Duration::from_secs(5)).await;
     schema.drop_now().await;
 }

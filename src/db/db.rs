@@ -33,6 +33,7 @@ use uno_actors::{AsyncManager, ChildContext, NodeKind, Restart, StatsSource, Sup
 
 use super::config::DbConfig;
 use super::error::DbError;
+use super::facade::Facade;
 use super::group::{SessionOperationGroup, TxOp};
 use super::pool::DbPool;
 use super::session::{Session, SessionFactory};
@@ -124,6 +125,7 @@ pub struct Db {
     path: Arc<str>,
     node: SupervisedRef<()>,
     manager: AsyncManager,
+    facade: Arc<Facade>,
 }
 
 impl std::fmt::Debug for Db {
@@ -161,6 +163,7 @@ impl Db {
             path: format!("{}/{name}", manager.name()).into(),
             node,
             manager: manager.clone(),
+            facade: Arc::default(),
         };
         Ok((spec, db))
     }
@@ -184,6 +187,22 @@ impl Db {
             }));
         }
         Ok(db)
+    }
+
+    pub(crate) fn facade(&self) -> &Facade {
+        &self.facade
+    }
+
+    /// Flushes the rows queued for [`insert_batched`](Self::insert_batched) and waits for
+    /// their batches (call it before shutting down).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the flush goes on if the future is dropped.
+    ///
+    /// # Errors
+    /// None; failed batches report to their callers.
+    pub async fn flush(&self) {
+        self.facade.shutdown().await;
     }
 
     /// The node's path, like `root/db`.

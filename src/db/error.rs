@@ -159,6 +159,15 @@ pub enum DbError {
         /// What was wrong.
         message: String,
     },
+    /// A database error shared by several callers (every caller of a failed insert batch, every
+    /// waiter of a failed cached load).
+    #[error("{context}: {source}")]
+    Shared {
+        /// The batcher or cache, and what it was doing.
+        context: String,
+        /// The database error.
+        source: std::sync::Arc<DbError>,
+    },
     /// A cache or batcher around the database failed.
     #[error("{component}: {message}")]
     Component {
@@ -174,6 +183,7 @@ impl DbError {
     pub fn code(&self) -> Option<&str> {
         match self {
             DbError::Query { error, .. } | DbError::Connect { error, .. } => error.code.as_deref(),
+            DbError::Shared { source, .. } => source.code(),
             _ => None,
         }
     }

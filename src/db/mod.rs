@@ -1,6 +1,7 @@
 //! PostgreSQL on the supervision tree: [`connect`] with retries, a supervised [`Db`] node
-//! owning the pool, [`Session`]s with tracking records, [`Transaction`]s that always end, and
-//! [`SessionOperationGroup`]s.
+//! owning the pool, [`Session`]s with tracking records, [`Transaction`]s that always end,
+//! [`SessionOperationGroup`]s, and the facade's cached queries and batched inserts
+//! ([`Db::query_cached`], [`Db::insert_batched`]).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -32,6 +33,7 @@ mod connect;
 #[allow(clippy::module_inception)]
 mod db;
 mod error;
+mod facade;
 mod group;
 mod pool;
 mod session;
@@ -41,6 +43,7 @@ pub use config::{DbConfig, Secret};
 pub use connect::{connect, is_transient, PgConnection};
 pub use db::{Db, DbNode, DbNodeArgs, DbNodeState};
 pub use error::{DbError, ServerError, DEADLOCK_DETECTED, QUERY_CANCELED, SERIALIZATION_FAILURE};
+pub use facade::{CachedRows, InsertRow, Param};
 pub use group::{DbOp, SessionOperationGroup, TxOp};
 pub use session::{Session, SessionFactory, SessionInfo};
 pub use transaction::{IsolationLevel, Transaction, TxOptions};
