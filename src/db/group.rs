@@ -124,7 +124,7 @@ impl SessionOperationGroup {
             return Err(e);
         }
         let out: Option<Vec<T>> = results.into_iter().collect();
-        out.ok_or_else(|| DbError::Cancelled {
+        out.ok_or(DbError::Cancelled {
             session: 0,
             statement: None,
         })
