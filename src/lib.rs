@@ -7,6 +7,7 @@ pub mod app;
 pub mod batch;
 pub mod cache;
 pub mod context;
+pub mod db;
 pub mod resilience;
 pub mod sync;
 pub mod task;
