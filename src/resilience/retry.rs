@@ -262,15 +262,14 @@ where
     Fut: Future<Output = Result<T, E>>,
 {
     let tokens = Tokens(policy.cancel.as_ref(), None);
-    if !tokens.none() {
+    if policy.cancel.is_some() || policy.max_elapsed.is_some() {
         return retry_inner(policy, tokens, op, None, None).await;
     }
-    // Hot path: the first attempt, with no clock read unless an elapsed limit needs it and no
-    // backoff state; the rest of the loop is boxed so this future stays small.
-    let start = policy.max_elapsed.map(|_| Instant::now());
+    // Hot path: the first attempt, with no clock read and no backoff state; the rest of the
+    // loop is boxed so this future stays small.
     match op().await {
         Ok(value) => Ok(value),
-        Err(error) => Box::pin(retry_inner(policy, tokens, op, start, Some(error))).await,
+        Err(error) => Box::pin(retry_inner(policy, tokens, op, None, Some(error))).await,
     }
 }
 

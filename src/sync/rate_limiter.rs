@@ -37,6 +37,7 @@ use governor::{InsufficientCapacity, NotUntil, Quota};
 use tokio::time::Instant;
 
 use super::error::{ConfigError, SyncError};
+use super::stats::ShardedCounter;
 
 /// A governor clock reading tokio's [`Instant`], so that `tokio::time::pause` and
 /// `advance` drive rate limits in tests. Readings are the time since the clock was made.
@@ -87,7 +88,7 @@ pub struct RateLimiterStats {
 
 #[derive(Debug, Default)]
 struct Counters {
-    admitted: AtomicU64,
+    admitted: ShardedCounter,
     rejected: AtomicU64,
     waits: AtomicU64,
 }
@@ -159,7 +160,7 @@ impl Params {
         loop {
             match check(nz) {
                 Ok(Ok(())) => {
-                    counters.admitted.fetch_add(u64::from(n), Ordering::Relaxed);
+                    counters.admitted.add(u64::from(n));
                     return Ok(());
                 }
                 Ok(Err(wait)) => {
@@ -257,7 +258,7 @@ impl RateLimiter {
     pub fn stats(&self) -> RateLimiterStats {
         let c = &self.inner.counters;
         RateLimiterStats {
-            admitted: c.admitted.load(Ordering::Relaxed),
+            admitted: c.admitted.get(),
             rejected: c.rejected.load(Ordering::Relaxed),
             waits: c.waits.load(Ordering::Relaxed),
             keys: 0,
@@ -298,10 +299,7 @@ impl RateLimiter {
         };
         match outcome {
             Ok(()) => {
-                inner
-                    .counters
-                    .admitted
-                    .fetch_add(u64::from(n), Ordering::Relaxed);
+                inner.counters.admitted.add(u64::from(n));
                 Ok(())
             }
             Err(wait) => Err(inner.params.limited(n, wait, &inner.counters)),
@@ -447,7 +445,7 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
     pub fn stats(&self) -> RateLimiterStats {
         let c = &self.inner.counters;
         RateLimiterStats {
-            admitted: c.admitted.load(Ordering::Relaxed),
+            admitted: c.admitted.get(),
             rejected: c.rejected.load(Ordering::Relaxed),
             waits: c.waits.load(Ordering::Relaxed),
             keys: self.inner.gcra.len(),
@@ -504,10 +502,7 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
         inner.params.check_burst(n, &inner.counters)?;
         match self.check(key, nz) {
             Ok(Ok(())) => {
-                inner
-                    .counters
-                    .admitted
-                    .fetch_add(u64::from(n), Ordering::Relaxed);
+                inner.counters.admitted.add(u64::from(n));
                 Ok(())
             }
             Ok(Err(wait)) => Err(inner.params.limited(n, wait, &inner.counters)),
