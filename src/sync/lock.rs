@@ -47,6 +47,12 @@ tokio::task_local! {
 
 /// Runs `fut` with `path` as the node path recorded in the holder of every [`AsyncLock`]
 /// acquired inside it. The supervision tree wraps each node's work in this; plain code may too.
+///
+/// # Cancel safety
+/// As cancel safe as `fut`: dropping this drops `fut`.
+///
+/// # Errors
+/// None of its own: it returns `fut`'s output.
 pub async fn scope_node_path<F: Future>(path: impl Into<Arc<str>>, fut: F) -> F::Output {
     NODE_PATH.scope(path.into(), fut).await
 }
