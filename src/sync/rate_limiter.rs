@@ -353,7 +353,7 @@ struct KeyedInner<K: Hash + Eq + Clone> {
     clock: TokioClock,
     gcra: Keyed<K>,
     counters: Counters,
-    sweep_every: Duration,
+    sweep_every_nanos: AtomicU64,
     last_sweep_nanos: AtomicU64,
     keys_removed: AtomicU64,
 }
@@ -405,7 +405,7 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
                 clock,
                 gcra: governor::RateLimiter::dashmap_with_clock(quota, clock),
                 counters: Counters::default(),
-                sweep_every: Duration::from_secs(60),
+                sweep_every_nanos: AtomicU64::new(60_000_000_000),
                 last_sweep_nanos: AtomicU64::new(0),
                 keys_removed: AtomicU64::new(0),
             }),
@@ -414,16 +414,9 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
 
     /// Sets how often idle keys are swept (default 60 s; zero sweeps on every call).
     pub fn with_sweep_interval(self, every: Duration) -> Self {
-        match Arc::try_unwrap(self.inner) {
-            Ok(mut inner) => {
-                inner.sweep_every = every;
-                Self {
-                    inner: Arc::new(inner),
-                }
-            }
-            // Already shared: keep it as it is rather than split the state.
-            Err(inner) => Self { inner },
-        }
+        let nanos = u64::try_from(every.as_nanos()).unwrap_or(u64::MAX);
+        self.inner.sweep_every_nanos.store(nanos, Ordering::Relaxed);
+        self
     }
 
     /// The limiter's name.
@@ -470,7 +463,7 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
         let inner = &self.inner;
         let now = u64::try_from(inner.clock.now().as_nanos()).unwrap_or(u64::MAX);
         let last = inner.last_sweep_nanos.load(Ordering::Relaxed);
-        let every = u64::try_from(inner.sweep_every.as_nanos()).unwrap_or(u64::MAX);
+        let every = inner.sweep_every_nanos.load(Ordering::Relaxed);
         if now.saturating_sub(last) >= every
             && inner
                 .last_sweep_nanos
