@@ -116,10 +116,7 @@ fn rate_limiter(c: &mut Criterion) {
                 })
             })
         });
-        let same_clock = Arc::new(governor::RateLimiter::direct_with_clock(
-            quota,
-            TokioClock::new(),
-        ));
+        let same_clock = Arc::new(governor::RateLimiter::direct_with_clock(quota, TokioClock::new()));
         g.bench_function("raw_governor_tokio_clock", |b| {
             b.iter_custom(|iters| {
                 let raw = Arc::clone(&same_clock);
@@ -149,14 +146,8 @@ fn retry_no_failure(c: &mut Criterion) {
         .build()
         .expect("valid");
     g.bench_function("uno_retry", |b| {
-        b.to_async(&rt).iter(|| async {
-            black_box(
-                retry(&policy, || async {
-                    Ok::<_, std::io::Error>(black_box(1u64))
-                })
-                .await,
-            )
-        })
+        b.to_async(&rt)
+            .iter(|| async { black_box(retry(&policy, || async { Ok::<_, std::io::Error>(black_box(1u64)) }).await) })
     });
     g.bench_function("raw_direct_call", |b| {
         let op = || async { Ok::<_, std::io::Error>(black_box(1u64)) };
@@ -170,26 +161,16 @@ fn breaker_closed(c: &mut Criterion) {
     let mut g = c.benchmark_group("circuit_breaker_closed");
     let breaker = CircuitBreaker::builder("bench").build().expect("valid");
     g.bench_function("uno_CircuitBreaker_call", |b| {
-        b.to_async(&rt).iter(|| async {
-            black_box(
-                breaker
-                    .call(async { Ok::<_, std::io::Error>(black_box(1u64)) })
-                    .await,
-            )
-        })
+        b.to_async(&rt)
+            .iter(|| async { black_box(breaker.call(async { Ok::<_, std::io::Error>(black_box(1u64)) }).await) })
     });
     let windowed = CircuitBreaker::builder("bench-window")
         .failure_rate(0.5, 100, 20)
         .build()
         .expect("valid");
     g.bench_function("uno_CircuitBreaker_call_with_rate_window", |b| {
-        b.to_async(&rt).iter(|| async {
-            black_box(
-                windowed
-                    .call(async { Ok::<_, std::io::Error>(black_box(1u64)) })
-                    .await,
-            )
-        })
+        b.to_async(&rt)
+            .iter(|| async { black_box(windowed.call(async { Ok::<_, std::io::Error>(black_box(1u64)) }).await) })
     });
     g.bench_function("raw_direct_call", |b| {
         b.to_async(&rt)

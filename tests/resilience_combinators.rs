@@ -8,9 +8,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uno_runtime::actors::backoff::Backoff;
 use uno_runtime::resilience::{
-    cancellable_fn, concurrent_limited_fn, rate_limited_fn, retry, retry_cancellable, timeout_fn,
-    AdmissionGate, BreakerError, BreakerState, Cancelled, CircuitBreaker, ConfigError,
-    ResilienceExt, RetryError, RetryPolicy,
+    cancellable_fn, concurrent_limited_fn, rate_limited_fn, retry, retry_cancellable, timeout_fn, AdmissionGate,
+    BreakerError, BreakerState, Cancelled, CircuitBreaker, ConfigError, ResilienceExt, RetryError, RetryPolicy,
 };
 use uno_runtime::sync::{Limiter, RateLimiter};
 
@@ -115,13 +114,8 @@ async fn retry_stops_at_the_max_total_elapsed_time() {
         .build()
         .unwrap();
     let start = Instant::now();
-    let err = retry(&policy, || async { Err::<(), _>(Boom(0)) })
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, RetryError::ElapsedLimit { attempts: 3, .. }),
-        "{err:?}"
-    );
+    let err = retry(&policy, || async { Err::<(), _>(Boom(0)) }).await.unwrap_err();
+    assert!(matches!(err, RetryError::ElapsedLimit { attempts: 3, .. }), "{err:?}");
     assert_eq!(start.elapsed(), MS * 200);
 }
 
@@ -140,9 +134,7 @@ async fn cancelling_stops_the_retry_loop_at_once() {
         t.cancel();
     });
     let start = Instant::now();
-    let err = retry(&policy, || async { Err::<(), _>(Boom(1)) })
-        .await
-        .unwrap_err();
+    let err = retry(&policy, || async { Err::<(), _>(Boom(1)) }).await.unwrap_err();
     assert_eq!(start.elapsed(), MS * 5, "cancelled mid-wait, not after it");
     assert_eq!(
         err,
@@ -171,13 +163,7 @@ async fn cancelling_stops_the_retry_loop_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn concurrent_retries_share_no_state() {
-    let policy = Arc::new(
-        RetryPolicy::builder()
-            .max_attempts(3)
-            .constant(MS)
-            .build()
-            .unwrap(),
-    );
+    let policy = Arc::new(RetryPolicy::builder().max_attempts(3).constant(MS).build().unwrap());
     let mut handles = Vec::new();
     for _ in 0..4 {
         let policy = Arc::clone(&policy);
@@ -202,10 +188,7 @@ async fn concurrent_retries_share_no_state() {
 #[test]
 fn retry_policy_is_validated_when_built() {
     assert_eq!(
-        RetryPolicy::<Boom>::builder()
-            .max_attempts(0)
-            .build()
-            .unwrap_err(),
+        RetryPolicy::<Boom>::builder().max_attempts(0).build().unwrap_err(),
         ConfigError::ZeroAttempts
     );
     assert!(matches!(
@@ -316,9 +299,7 @@ async fn timeout_handler_and_cancellable() {
     });
     let start = Instant::now();
     assert_eq!(
-        std::future::pending::<()>()
-            .cancellable(token.clone())
-            .await,
+        std::future::pending::<()>().cancellable(token.clone()).await,
         Err(Cancelled)
     );
     assert_eq!(start.elapsed(), MS * 3);
@@ -354,10 +335,7 @@ async fn combinators_compose_in_any_order_and_spawn() {
         MS * 50,
         cancellable_fn(
             token.clone(),
-            rate_limited_fn(
-                rl.clone(),
-                concurrent_limited_fn(lim.clone(), || async { 3 }),
-            ),
+            rate_limited_fn(rl.clone(), concurrent_limited_fn(lim.clone(), || async { 3 })),
         ),
     );
     assert_eq!(tokio::spawn(f()).await.unwrap(), Ok(Ok(3)));
@@ -398,11 +376,7 @@ async fn breaker_opens_on_consecutive_failures_and_cools_down_to_half_open() {
         })
         .await
         .unwrap_err();
-    assert_eq!(
-        ran.load(Ordering::SeqCst),
-        0,
-        "an open breaker does not run the call"
-    );
+    assert_eq!(ran.load(Ordering::SeqCst), 0, "an open breaker does not run the call");
     match &err {
         BreakerError::Open {
             breaker,
@@ -423,10 +397,7 @@ async fn breaker_opens_on_consecutive_failures_and_cools_down_to_half_open() {
     succeed(&b).await.unwrap();
     assert_eq!(b.state(), BreakerState::Closed);
     let s = b.stats();
-    assert_eq!(
-        (s.opened, s.rejected, s.failures, s.successes),
-        (2, 1, 6, 2)
-    );
+    assert_eq!((s.opened, s.rejected, s.failures, s.successes), (2, 1, 6, 2));
 }
 
 #[tokio::test(start_paused = true)]
@@ -501,10 +472,7 @@ async fn breaker_opens_on_failure_rate_over_window_with_min_calls() {
 
 #[tokio::test(start_paused = true)]
 async fn breaker_classifier_and_stale_outcomes() {
-    let b = CircuitBreaker::builder("c")
-        .consecutive_failures(1)
-        .build()
-        .unwrap();
+    let b = CircuitBreaker::builder("c").consecutive_failures(1).build().unwrap();
     let not_found = b
         .call_classified(async { Err::<(), _>(Boom(404)) }, |e| e.0 >= 500)
         .await;
@@ -525,22 +493,10 @@ fn breaker_config_is_validated() {
         .build()
         .unwrap_err();
     assert!(matches!(e, ConfigError::NoTripCondition { .. }));
-    assert!(CircuitBreaker::builder("x")
-        .failure_rate(1.5, 10, 5)
-        .build()
-        .is_err());
-    assert!(CircuitBreaker::builder("x")
-        .failure_rate(0.5, 10, 11)
-        .build()
-        .is_err());
-    assert!(CircuitBreaker::builder("x")
-        .failure_rate(0.5, 0, 0)
-        .build()
-        .is_err());
-    assert!(CircuitBreaker::builder("x")
-        .half_open_probes(0)
-        .build()
-        .is_err());
+    assert!(CircuitBreaker::builder("x").failure_rate(1.5, 10, 5).build().is_err());
+    assert!(CircuitBreaker::builder("x").failure_rate(0.5, 10, 11).build().is_err());
+    assert!(CircuitBreaker::builder("x").failure_rate(0.5, 0, 0).build().is_err());
+    assert!(CircuitBreaker::builder("x").half_open_probes(0).build().is_err());
 }
 
 // ---------------------------------------------------------------- backpressure
@@ -575,13 +531,7 @@ async fn gate_waits_up_to_its_timeout_then_sheds_and_reports_depth() {
     let _ok = gate.try_admit().unwrap();
     let s = gate.stats();
     assert_eq!(
-        (
-            s.admitted,
-            s.rejected,
-            s.waiting,
-            s.peak_waiting,
-            s.in_flight
-        ),
+        (s.admitted, s.rejected, s.waiting, s.peak_waiting, s.in_flight),
         (2, 2, 0, 1, 1)
     );
 }
@@ -612,12 +562,7 @@ async fn half_open_probes_stay_bounded_under_concurrency() {
     let (release_tx, release_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     for _ in 0..32 {
-        let (b, inside, max, mut rx) = (
-            b.clone(),
-            Arc::clone(&inside),
-            Arc::clone(&max),
-            release_rx.clone(),
-        );
+        let (b, inside, max, mut rx) = (b.clone(), Arc::clone(&inside), Arc::clone(&max), release_rx.clone());
         tasks.push(tokio::spawn(async move {
             b.call(async {
                 let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
@@ -633,11 +578,7 @@ async fn half_open_probes_stay_bounded_under_concurrency() {
     while inside.load(Ordering::SeqCst) as u64 + b.stats().rejected < 32 {
         tokio::task::yield_now().await;
     }
-    assert_eq!(
-        inside.load(Ordering::SeqCst),
-        3,
-        "exactly the 3 probes are out"
-    );
+    assert_eq!(inside.load(Ordering::SeqCst), 3, "exactly the 3 probes are out");
     assert_eq!(b.stats().rejected, 29);
     release_tx.send(true).unwrap();
     let mut admitted = 0;
@@ -646,11 +587,7 @@ async fn half_open_probes_stay_bounded_under_concurrency() {
             admitted += 1;
         }
     }
-    assert_eq!(
-        max.load(Ordering::SeqCst),
-        3,
-        "never more probes than allowed at once"
-    );
+    assert_eq!(max.load(Ordering::SeqCst), 3, "never more probes than allowed at once");
     assert!(admitted >= 3);
     assert_eq!(b.state(), BreakerState::Closed);
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use tokio::sync::Barrier;
 use tokio::time::Instant;
 use uno_runtime::sync::{
-    scope_node_path, timeout, AsyncEvent, AsyncLock, AsyncSemaphore, KeyedRateLimiter, Limiter,
-    LockOwner, RateLimiter, SyncError,
+    scope_node_path, timeout, AsyncEvent, AsyncLock, AsyncSemaphore, KeyedRateLimiter, Limiter, LockOwner, RateLimiter,
+    SyncError,
 };
 
 const MS: Duration = Duration::from_millis(1);
@@ -82,10 +82,7 @@ async fn relocking_from_the_holding_task_is_an_error_not_a_hang() {
     let l = Arc::clone(&lock);
     tokio::spawn(async move {
         let _g = l.lock().await.unwrap();
-        assert!(matches!(
-            l.lock().await,
-            Err(SyncError::WouldDeadlock { .. })
-        ));
+        assert!(matches!(l.lock().await, Err(SyncError::WouldDeadlock { .. })));
         assert!(matches!(l.try_lock(), Err(SyncError::WouldDeadlock { .. })));
         let err = l.lock_timeout(Duration::from_secs(60)).await.unwrap_err();
         assert!(err.to_string().contains("would deadlock"), "{err}");
@@ -100,20 +97,12 @@ async fn relocking_from_the_holding_task_is_an_error_not_a_hang() {
         .await
         .unwrap()
         .unwrap_err();
-    assert!(matches!(
-        err,
-        SyncError::LockHeld {
-            holder: Some(_),
-            ..
-        }
-    ));
+    assert!(matches!(err, SyncError::LockHeld { holder: Some(_), .. }));
 }
 
 #[tokio::test(start_paused = true)]
 async fn lock_held_past_threshold_is_reported() {
-    let lock = AsyncLock::builder(())
-        .warn_held_after(Some(MS * 100))
-        .build();
+    let lock = AsyncLock::builder(()).warn_held_after(Some(MS * 100)).build();
     {
         let _g = lock.lock().await.unwrap();
         tokio::time::sleep(MS * 50).await;
@@ -189,9 +178,7 @@ async fn dropping_a_pending_lock_leaks_nothing() {
     drop(guard);
     // Free again, for anyone.
     let l = Arc::clone(&lock);
-    tokio::spawn(async move { *l.try_lock().unwrap() += 1 })
-        .await
-        .unwrap();
+    tokio::spawn(async move { *l.try_lock().unwrap() += 1 }).await.unwrap();
     assert_eq!(*lock.lock().await.unwrap(), 1);
 }
 
@@ -318,12 +305,8 @@ async fn limiter_counts_active_peak_and_waiting() {
 async fn dropping_a_pending_limiter_acquire_leaks_no_slot() {
     let limiter = Limiter::new("l", 1).unwrap();
     let held = limiter.acquire().await.unwrap();
-    assert!(tokio::time::timeout(MS * 5, limiter.acquire())
-        .await
-        .is_err());
-    assert!(tokio::time::timeout(MS * 5, limiter.run(async {}))
-        .await
-        .is_err());
+    assert!(tokio::time::timeout(MS * 5, limiter.acquire()).await.is_err());
+    assert!(tokio::time::timeout(MS * 5, limiter.run(async {})).await.is_err());
     assert_eq!(limiter.stats().waiting, 0);
     drop(held);
     assert_eq!(limiter.stats().active, 0);
@@ -349,16 +332,9 @@ async fn rate_limiter_starts_full_refills_continuously_and_waits() {
     assert!(waited >= MS * 200 && waited < MS * 210, "{waited:?}");
     assert!(matches!(
         rl.acquire(4).await,
-        Err(SyncError::ExceedsBurst {
-            asked: 4,
-            burst: 3,
-            ..
-        })
+        Err(SyncError::ExceedsBurst { asked: 4, burst: 3, .. })
     ));
-    assert!(matches!(
-        rl.try_acquire(4),
-        Err(SyncError::ExceedsBurst { .. })
-    ));
+    assert!(matches!(rl.try_acquire(4), Err(SyncError::ExceedsBurst { .. })));
     rl.acquire(0).await.unwrap();
     let s = rl.stats();
     assert_eq!(s.admitted, 6);
@@ -371,15 +347,9 @@ async fn rate_limiter_timeout_fails_at_once_when_the_wait_is_too_long() {
     rl.try_acquire(1).unwrap();
     let start = Instant::now();
     let err = rl.acquire_timeout(1, MS * 500).await.unwrap_err();
-    assert_eq!(
-        start.elapsed(),
-        Duration::ZERO,
-        "must fail at once, not after waiting"
-    );
+    assert_eq!(start.elapsed(), Duration::ZERO, "must fail at once, not after waiting");
     match &err {
-        SyncError::RateWaitTooLong {
-            needed, timeout, ..
-        } => {
+        SyncError::RateWaitTooLong { needed, timeout, .. } => {
             assert_eq!(*needed, Duration::from_secs(1));
             assert_eq!(*timeout, MS * 500);
         }
@@ -443,10 +413,7 @@ async fn timeout_names_operation_limit_and_elapsed() {
     assert_eq!(err.operation, "load users");
     assert_eq!(err.limit, MS * 250);
     assert_eq!(err.elapsed, MS * 250);
-    assert_eq!(
-        err.to_string(),
-        "`load users` timed out after 250ms (limit 250ms)"
-    );
+    assert_eq!(err.to_string(), "`load users` timed out after 250ms (limit 250ms)");
     let as_sync: SyncError = err.into();
     assert!(as_sync.to_string().contains("load users"));
 }
@@ -471,9 +438,6 @@ async fn contended_lock_on_two_threads_never_reports_a_false_deadlock() {
     }
     assert_eq!(*lock.lock().await.unwrap(), 1600);
     let s = lock.stats();
-    assert_eq!(
-        (s.acquired, s.would_deadlock, s.deadlocks, s.waiting),
-        (1601, 0, 0, 0)
-    );
+    assert_eq!((s.acquired, s.would_deadlock, s.deadlocks, s.waiting), (1601, 0, 0, 0));
     assert!(lock.holder().is_none());
 }

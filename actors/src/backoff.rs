@@ -93,16 +93,11 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    fn build(
-        strategy: BackoffStrategy,
-        base: Duration,
-        max: Duration,
-    ) -> Result<Self, BackoffError> {
+    fn build(strategy: BackoffStrategy, base: Duration, max: Duration) -> Result<Self, BackoffError> {
         if base > max {
             return Err(BackoffError::MinAboveMax { min: base, max });
         }
         if let BackoffStrategy::Exponential { factor } = strategy {
-            // NaN is rejected explicitly: every comparison with it is false.
             if factor.is_nan() || factor < 1.0 || !factor.is_finite() {
                 return Err(BackoffError::FactorBelowOne(factor));
             }
@@ -154,11 +149,7 @@ impl Backoff {
     /// # Errors
     /// [`BackoffError::MinAboveMax`] when `min > max`, [`BackoffError::FactorBelowOne`] when
     /// `factor < 1`.
-    pub fn exponential_with_factor(
-        min: Duration,
-        max: Duration,
-        factor: f64,
-    ) -> Result<Self, BackoffError> {
+    pub fn exponential_with_factor(min: Duration, max: Duration, factor: f64) -> Result<Self, BackoffError> {
         Self::build(BackoffStrategy::Exponential { factor }, min, max)
     }
 
@@ -323,10 +314,7 @@ mod tests {
             [MS * 10, MS * 20, MS * 30, MS * 35]
         );
         let e = Backoff::exponential_with_factor(MS * 10, MS * 100, 3.0).unwrap();
-        assert_eq!(
-            [1, 2, 3].map(|a| e.delay(a, &mut s)),
-            [MS * 10, MS * 30, MS * 90]
-        );
+        assert_eq!([1, 2, 3].map(|a| e.delay(a, &mut s)), [MS * 10, MS * 30, MS * 90]);
         assert_eq!(e.delay(40, &mut s), MS * 100);
         assert_eq!(e.delay(u32::MAX, &mut s), MS * 100);
     }
@@ -364,10 +352,7 @@ mod tests {
     fn invalid_parameters_are_typed_errors() {
         assert_eq!(
             Backoff::exponential(MS * 2, MS),
-            Err(BackoffError::MinAboveMax {
-                min: MS * 2,
-                max: MS
-            })
+            Err(BackoffError::MinAboveMax { min: MS * 2, max: MS })
         );
         assert_eq!(
             Backoff::default().with_jitter(1.5),

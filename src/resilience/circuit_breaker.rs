@@ -407,11 +407,9 @@ impl CircuitBreaker {
                     i.transition(&mut slow, epoch, HALF_OPEN, "cool-down over");
                 }
                 _ => {
-                    let taken =
-                        i.probes_in_flight
-                            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                                (n < i.probes).then_some(n + 1)
-                            });
+                    let taken = i
+                        .probes_in_flight
+                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < i.probes).then_some(n + 1));
                     if i.epoch.load(Ordering::Acquire) != epoch {
                         continue;
                     }
@@ -460,11 +458,7 @@ impl CircuitBreaker {
     ///
     /// # Errors
     /// As [`call`](Self::call).
-    pub async fn call_classified<T, E, F, C>(
-        &self,
-        fut: F,
-        is_failure: C,
-    ) -> Result<T, BreakerError<E>>
+    pub async fn call_classified<T, E, F, C>(&self, fut: F, is_failure: C) -> Result<T, BreakerError<E>>
     where
         F: Future<Output = Result<T, E>>,
         C: FnOnce(&E) -> bool,

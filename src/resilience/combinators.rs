@@ -79,11 +79,7 @@ pub trait ResilienceExt: Future + Sized {
         G: FnOnce(Timeout) -> Self::Output,
     {
         let operation = operation.into();
-        async move {
-            timeout(operation, limit, self)
-                .await
-                .unwrap_or_else(fallback)
-        }
+        async move { timeout(operation, limit, self).await.unwrap_or_else(fallback) }
     }
 
     /// Fails with [`Cancelled`] as soon as `token` is cancelled (at once if it already is);
@@ -94,10 +90,7 @@ pub trait ResilienceExt: Future + Sized {
     ///
     /// # Errors
     /// [`Cancelled`] when the token fires first.
-    fn cancellable(
-        self,
-        token: CancellationToken,
-    ) -> impl Future<Output = Result<Self::Output, Cancelled>> {
+    fn cancellable(self, token: CancellationToken) -> impl Future<Output = Result<Self::Output, Cancelled>> {
         async move {
             tokio::select! {
                 biased;

@@ -72,9 +72,9 @@ impl<E> RetryError<E> {
     /// The operation's last error, if an attempt finished.
     pub fn error(&self) -> Option<&E> {
         match self {
-            Self::Exhausted { error, .. }
-            | Self::NotRetryable { error, .. }
-            | Self::ElapsedLimit { error, .. } => Some(error),
+            Self::Exhausted { error, .. } | Self::NotRetryable { error, .. } | Self::ElapsedLimit { error, .. } => {
+                Some(error)
+            }
             Self::Cancelled { last_error, .. } => last_error.as_ref(),
         }
     }
@@ -82,9 +82,9 @@ impl<E> RetryError<E> {
     /// The operation's last error, if an attempt finished.
     pub fn into_error(self) -> Option<E> {
         match self {
-            Self::Exhausted { error, .. }
-            | Self::NotRetryable { error, .. }
-            | Self::ElapsedLimit { error, .. } => Some(error),
+            Self::Exhausted { error, .. } | Self::NotRetryable { error, .. } | Self::ElapsedLimit { error, .. } => {
+                Some(error)
+            }
             Self::Cancelled { last_error, .. } => last_error,
         }
     }
@@ -234,9 +234,7 @@ pub enum ConfigError {
         expected: &'static str,
     },
     /// A circuit breaker with no way to open.
-    #[error(
-        "circuit breaker `{name}`: neither consecutive failures nor a failure rate can open it"
-    )]
+    #[error("circuit breaker `{name}`: neither consecutive failures nor a failure rate can open it")]
     NoTripCondition {
         /// The breaker's name.
         name: Arc<str>,

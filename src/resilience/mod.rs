@@ -28,11 +28,7 @@ pub mod error;
 pub mod retry;
 
 pub use backpressure::{AdmissionGate, AdmissionGateBuilder, AdmissionPermit, GateStats};
-pub use circuit_breaker::{
-    BreakerPermit, BreakerState, BreakerStats, CircuitBreaker, CircuitBreakerBuilder,
-};
-pub use combinators::{
-    cancellable_fn, concurrent_limited_fn, rate_limited_fn, timeout_fn, ResilienceExt,
-};
+pub use circuit_breaker::{BreakerPermit, BreakerState, BreakerStats, CircuitBreaker, CircuitBreakerBuilder};
+pub use combinators::{cancellable_fn, concurrent_limited_fn, rate_limited_fn, timeout_fn, ResilienceExt};
 pub use error::{BreakerError, Cancelled, ConfigError, Overloaded, RetryError};
 pub use retry::{retry, retry_cancellable, RetryPolicy, RetryPolicyBuilder};

@@ -289,14 +289,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    retry_inner(
-        policy,
-        Tokens(Some(token), policy.cancel.as_ref()),
-        op,
-        None,
-        None,
-    )
-    .await
+    retry_inner(policy, Tokens(Some(token), policy.cancel.as_ref()), op, None, None).await
 }
 
 /// Up to two cancellation tokens (per call and per policy); either one ends the loop.
@@ -309,8 +302,7 @@ impl Tokens<'_> {
     }
 
     fn is_cancelled(&self) -> bool {
-        self.0.is_some_and(CancellationToken::is_cancelled)
-            || self.1.is_some_and(CancellationToken::is_cancelled)
+        self.0.is_some_and(CancellationToken::is_cancelled) || self.1.is_some_and(CancellationToken::is_cancelled)
     }
 
     async fn cancelled(self) {

@@ -33,11 +33,7 @@ pub struct Timeout {
 
 impl Timeout {
     /// A timeout error for `operation`, which ran `elapsed` against a limit of `limit`.
-    pub fn new(
-        operation: impl Into<Cow<'static, str>>,
-        limit: Duration,
-        elapsed: Duration,
-    ) -> Self {
+    pub fn new(operation: impl Into<Cow<'static, str>>, limit: Duration, elapsed: Duration) -> Self {
         Self {
             operation: operation.into(),
             limit,
@@ -61,9 +57,7 @@ pub enum SyncError {
         holder: Option<HolderInfo>,
     },
     /// The calling task already holds this lock: waiting would never end.
-    #[error(
-        "lock `{lock}`: the calling task already holds it ({holder}); re-acquiring would deadlock"
-    )]
+    #[error("lock `{lock}`: the calling task already holds it ({holder}); re-acquiring would deadlock")]
     WouldDeadlock {
         /// The lock's name.
         lock: Arc<str>,
@@ -102,9 +96,7 @@ pub enum SyncError {
         waited: Option<Duration>,
     },
     /// More permits asked for than the semaphore will ever have: waiting would never end.
-    #[error(
-        "semaphore `{semaphore}`: asked for {asked} permits, more than its capacity {capacity}"
-    )]
+    #[error("semaphore `{semaphore}`: asked for {asked} permits, more than its capacity {capacity}")]
     TooManyPermits {
         /// The semaphore's name.
         semaphore: Arc<str>,
@@ -126,7 +118,9 @@ pub enum SyncError {
         waited: Option<Duration>,
     },
     /// A [`RateLimiter`](super::RateLimiter) had not enough tokens now.
-    #[error("rate limiter `{limiter}`: {asked} token(s) not available at {rate}/s burst {burst}; next in {retry_after:?}")]
+    #[error(
+        "rate limiter `{limiter}`: {asked} token(s) not available at {rate}/s burst {burst}; next in {retry_after:?}"
+    )]
     RateLimited {
         /// The limiter's name.
         limiter: Arc<str>,

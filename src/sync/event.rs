@@ -87,11 +87,7 @@ impl AsyncEvent {
     #[track_caller]
     pub fn set(&self) {
         let location = Location::caller();
-        let mut last = self
-            .inner
-            .last_set
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut last = self.inner.last_set.lock().unwrap_or_else(PoisonError::into_inner);
         if !self.inner.flag.swap(true, Ordering::AcqRel) {
             *last = Some((Instant::now(), location));
             self.inner.sets.fetch_add(1, Ordering::Relaxed);
@@ -102,11 +98,7 @@ impl AsyncEvent {
 
     /// Clears the flag; later waiters wait again.
     pub fn clear(&self) {
-        let mut last = self
-            .inner
-            .last_set
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut last = self.inner.last_set.lock().unwrap_or_else(PoisonError::into_inner);
         self.inner.flag.store(false, Ordering::Release);
         *last = None;
     }
@@ -127,11 +119,7 @@ impl AsyncEvent {
     }
 
     fn last_set(&self) -> Option<(Instant, &'static Location<'static>)> {
-        *self
-            .inner
-            .last_set
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        *self.inner.last_set.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A snapshot of the counters.

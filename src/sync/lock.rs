@@ -211,8 +211,7 @@ impl LockShared {
 }
 
 /// Which task waits for which lock: the edges of the wait-for graph.
-static WAITS_FOR: LazyLock<Mutex<HashMap<LockOwner, Arc<LockShared>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+static WAITS_FOR: LazyLock<Mutex<HashMap<LockOwner, Arc<LockShared>>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
 fn waits_for() -> MutexGuard<'static, HashMap<LockOwner, Arc<LockShared>>> {
     WAITS_FOR.lock().unwrap_or_else(PoisonError::into_inner)
@@ -548,10 +547,7 @@ impl Drop for WaitRegistration<'_> {
         self.shared.waiting.fetch_sub(1, Ordering::Relaxed);
         if self.shared.deadlock_check_after.is_some() {
             let mut graph = waits_for();
-            if graph
-                .get(&self.me)
-                .is_some_and(|l| Arc::ptr_eq(l, self.shared))
-            {
+            if graph.get(&self.me).is_some_and(|l| Arc::ptr_eq(l, self.shared)) {
                 graph.remove(&self.me);
             }
         }

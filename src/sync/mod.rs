@@ -40,8 +40,8 @@ pub use error::{ConfigError, SyncError, Timeout};
 pub use event::{AsyncEvent, EventStats};
 pub use limiter::{Limiter, LimiterPermit, LimiterStats};
 pub use lock::{
-    current_node_path, scope_node_path, AsyncLock, AsyncLockBuilder, AsyncLockGuard, DeadlockEdge,
-    HolderInfo, LockOwner, LockStats,
+    current_node_path, scope_node_path, AsyncLock, AsyncLockBuilder, AsyncLockGuard, DeadlockEdge, HolderInfo,
+    LockOwner, LockStats,
 };
 pub use rate_limiter::{KeyedRateLimiter, RateLimiter, RateLimiterStats, TokioClock};
 pub use semaphore::{AsyncSemaphore, AsyncSemaphorePermit, SemaphoreStats};

@@ -49,9 +49,7 @@ pub struct TokioClock {
 impl TokioClock {
     /// A clock whose zero is now.
     pub fn new() -> Self {
-        Self {
-            origin: Instant::now(),
-        }
+        Self { origin: Instant::now() }
     }
 }
 
@@ -113,9 +111,7 @@ fn quota(name: &Arc<str>, rate: f64, burst: u32) -> Result<Quota, ConfigError> {
         return Err(invalid());
     }
     let period = Duration::try_from_secs_f64(1.0 / rate).map_err(|_| invalid())?;
-    Ok(Quota::with_period(period)
-        .ok_or_else(invalid)?
-        .allow_burst(burst))
+    Ok(Quota::with_period(period).ok_or_else(invalid)?.allow_burst(burst))
 }
 
 impl Params {
@@ -286,10 +282,7 @@ impl RateLimiter {
             return Ok(());
         };
         let outcome = if n == 1 {
-            inner
-                .gcra
-                .check()
-                .map_err(|nu| nu.wait_time_from(inner.clock.now()))
+            inner.gcra.check().map_err(|nu| nu.wait_time_from(inner.clock.now()))
         } else {
             inner.params.check_burst(n, &inner.counters)?;
             match self.check(nz) {
@@ -345,8 +338,7 @@ impl RateLimiter {
     }
 }
 
-type Keyed<K> =
-    governor::RateLimiter<K, DashMapStateStore<K>, TokioClock, NoOpMiddleware<Duration>>;
+type Keyed<K> = governor::RateLimiter<K, DashMapStateStore<K>, TokioClock, NoOpMiddleware<Duration>>;
 
 struct KeyedInner<K: Hash + Eq + Clone> {
     params: Params,
@@ -453,9 +445,7 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
         inner.gcra.retain_recent();
         inner.gcra.shrink_to_fit();
         let removed = before.saturating_sub(inner.gcra.len());
-        inner
-            .keys_removed
-            .fetch_add(removed as u64, Ordering::Relaxed);
+        inner.keys_removed.fetch_add(removed as u64, Ordering::Relaxed);
         removed
     }
 
@@ -527,12 +517,7 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
     ///
     /// # Errors
     /// As [`RateLimiter::acquire_timeout`].
-    pub async fn acquire_timeout(
-        &self,
-        key: &K,
-        n: u32,
-        timeout: Duration,
-    ) -> Result<(), SyncError> {
+    pub async fn acquire_timeout(&self, key: &K, n: u32, timeout: Duration) -> Result<(), SyncError> {
         self.maybe_sweep();
         let inner = &self.inner;
         inner

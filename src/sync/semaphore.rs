@@ -58,11 +58,7 @@ pub(crate) struct SemShared {
 }
 
 impl SemShared {
-    pub(crate) fn new(
-        name: Arc<str>,
-        capacity: usize,
-        what: &'static str,
-    ) -> Result<Self, ConfigError> {
+    pub(crate) fn new(name: Arc<str>, capacity: usize, what: &'static str) -> Result<Self, ConfigError> {
         if capacity == 0 {
             return Err(ConfigError::Zero { name, what });
         }
@@ -106,11 +102,7 @@ impl SemShared {
     }
 
     /// Waits for `n` permits, bounded by `timeout`. `Ok(None)` means the timeout passed.
-    pub(crate) async fn acquire_wait(
-        &self,
-        n: u32,
-        timeout: Option<Duration>,
-    ) -> Option<SemaphorePermit<'_>> {
+    pub(crate) async fn acquire_wait(&self, n: u32, timeout: Option<Duration>) -> Option<SemaphorePermit<'_>> {
         // Fast path: no future, no waiter bookkeeping.
         if let Ok(p) = self.sem.try_acquire_many(n) {
             self.on_acquired();
@@ -223,11 +215,7 @@ impl AsyncSemaphore {
     /// # Errors
     /// [`SyncError::NoPermits`] when the timeout passes, [`SyncError::TooManyPermits`] at
     /// once when `n` exceeds the capacity.
-    pub async fn acquire_timeout(
-        &self,
-        n: u32,
-        timeout: Duration,
-    ) -> Result<AsyncSemaphorePermit<'_>, SyncError> {
+    pub async fn acquire_timeout(&self, n: u32, timeout: Duration) -> Result<AsyncSemaphorePermit<'_>, SyncError> {
         self.check_n(n)?;
         let start = Instant::now();
         match self.shared.acquire_wait(n, Some(timeout)).await {
@@ -256,9 +244,7 @@ impl AsyncSemaphore {
                 self.shared.on_acquired();
                 Ok(AsyncSemaphorePermit { permit })
             }
-            Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => {
-                Err(self.no_permits(n, None))
-            }
+            Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => Err(self.no_permits(n, None)),
         }
     }
 

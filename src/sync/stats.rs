@@ -30,9 +30,6 @@ impl ShardedCounter {
     }
 
     pub(crate) fn get(&self) -> u64 {
-        self.shards
-            .iter()
-            .map(|s| s.0.load(Ordering::Relaxed))
-            .sum()
+        self.shards.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
     }
 }

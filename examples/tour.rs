@@ -1,0 +1,230 @@
+//! A tour of uno: a supervision tree with every strategy, a worker that panics and comes back
+//! after a backoff while its callers keep using the same address, the live tree before and
+//! after, and an orderly shutdown with its report.
+//!
+//! Run it with `cargo run --example tour`. It ends by itself in a few seconds.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use uno_runtime::actors::{
+    AsyncManager, ChildContext, Intensity, ManagerConfig, NodeStatus, RestartBackoff, Strategy, SupervisorSpec,
+    WorkerSpec,
+};
+use uno_runtime::task::{as_task, spawn_task, TaskGroup};
+
+/// A counter that panics when asked to add 13.
+struct Counter;
+
+enum CounterMsg {
+    Add(u64),
+    Get(RpcReplyPort<(u64, u64)>),
+}
+
+impl Actor for Counter {
+    type Msg = CounterMsg;
+    type State = (u64, u64);
+    type Arguments = u64;
+
+    async fn pre_start(&self, _: ActorRef<CounterMsg>, incarnation: u64) -> Result<(u64, u64), ActorProcessingErr> {
+        Ok((0, incarnation))
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<CounterMsg>,
+        msg: CounterMsg,
+        (total, incarnation): &mut (u64, u64),
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            CounterMsg::Add(13) => panic!("13 is unlucky"),
+            CounterMsg::Add(n) => *total += n,
+            CounterMsg::Get(reply) => {
+                let _ = reply.send((*total, *incarnation));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A worker that does nothing but publish a stat; stands in for real services in the tree.
+struct Service;
+
+impl Actor for Service {
+    type Msg = ();
+    type State = ();
+    type Arguments = ChildContext;
+
+    async fn pre_start(&self, _: ActorRef<()>, ctx: ChildContext) -> Result<(), ActorProcessingErr> {
+        ctx.stats().set("incarnation", ctx.incarnation());
+        Ok(())
+    }
+}
+
+/// Prints when the task holding it is dropped: how a cancelled task shows itself.
+struct SaysWhenDropped(&'static str);
+
+impl Drop for SaysWhenDropped {
+    fn drop(&mut self) {
+        println!("  task {:?} was cancelled (its future was dropped)", self.0);
+    }
+}
+
+async fn tasks(manager: &AsyncManager) -> Result<(), Box<dyn std::error::Error>> {
+    // A fail-fast group: the first failure cancels the siblings still running.
+    let mut group = TaskGroup::<u32>::builder("fetch").start(manager).await?;
+    group.spawn("fast", async {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        Ok::<_, std::io::Error>(1)
+    })?;
+    group.spawn("broken", async {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        Err(std::io::Error::other("upstream refused the request"))
+    })?;
+    group.spawn("slow", async {
+        let _guard = SaysWhenDropped("slow");
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok::<_, std::io::Error>(3)
+    })?;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    println!("the group in the tree while it runs:\n{}", manager.tree());
+    match group.join().await {
+        Ok(v) => println!("group finished: {v:?}"),
+        Err(e) => println!("group failed fast: {e}"),
+    }
+
+    // A supervised background task: it fails twice, is restarted with backoff, then runs
+    // until it is cancelled by the shutdown.
+    let attempts = Arc::new(AtomicU32::new(0));
+    let counter = attempts.clone();
+    let backoff = RestartBackoff::exponential(
+        Duration::from_millis(50),
+        Duration::from_secs(1),
+        0.0,
+        Duration::from_secs(30),
+    )?;
+    let heartbeat = as_task("heartbeat", move |ctx: ChildContext| {
+        let attempt = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        async move {
+            if attempt <= 2 {
+                return Err(format!("heartbeat attempt {attempt} could not reach its peer"));
+            }
+            ctx.cancelled().await;
+            Ok::<(), String>(())
+        }
+    })
+    .backoff(backoff);
+    spawn_task(manager, heartbeat).await?;
+    while attempts.load(Ordering::SeqCst) < 3
+        || !manager
+            .tree()
+            .find("root/heartbeat")
+            .is_some_and(|n| n.status == NodeStatus::Running)
+    {
+        if manager.is_shutting_down() {
+            return Err("the manager stopped while the heartbeat was restarting".into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!(
+        "\nthe heartbeat task after two failures and two restarts (50 ms, then 100 ms):\n{}",
+        manager.tree()
+    );
+    Ok(())
+}
+
+fn service(name: &str) -> WorkerSpec<Service> {
+    WorkerSpec::new(name, |ctx: &ChildContext| (Service, ctx.clone()))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .init();
+    // The counter panics on purpose: print one line instead of a backtrace.
+    std::panic::set_hook(Box::new(|info| eprintln!("(panic in a supervised actor: {info})")));
+    // The root gives up after more than 10 restarts of its own children within 10 s.
+    let manager = AsyncManager::start(ManagerConfig {
+        intensity: Intensity::new(10, Duration::from_secs(10))?,
+        ..ManagerConfig::default()
+    })
+    .await?;
+
+    println!("== 1. a supervision tree with every strategy\n");
+    let backoff = RestartBackoff::exponential(
+        Duration::from_millis(200),
+        Duration::from_secs(2),
+        0.1,
+        Duration::from_secs(30),
+    )?;
+    let counter = WorkerSpec::new("counter", |ctx: &ChildContext| (Counter, ctx.incarnation())).backoff(backoff);
+    let counter_ref = counter.reference();
+    manager
+        .spawn_supervisor(
+            SupervisorSpec::new("app")
+                .strategy(Strategy::OneForOne)
+                .intensity(Intensity::new(5, Duration::from_secs(10))?)
+                .child(
+                    SupervisorSpec::new("storage")
+                        .strategy(Strategy::RestForOne)
+                        .child(service("connection"))
+                        .child(service("cache")),
+                )
+                .child(
+                    SupervisorSpec::new("web")
+                        .strategy(Strategy::OneForAll)
+                        .child(service("listener"))
+                        .child(counter),
+                ),
+        )
+        .await?;
+    println!("{}", manager.tree());
+
+    println!("== 2. messages through a SupervisedRef, across a panic and a restart with backoff\n");
+    for n in [1, 2, 3] {
+        counter_ref.cast(CounterMsg::Add(n)).await.map_err(|e| e.to_string())?;
+    }
+    let (total, incarnation) = counter_ref.call(CounterMsg::Get).await?;
+    println!("counter = {total} (incarnation {incarnation})");
+    println!("sending 13: the counter panics; its OneForAll supervisor restarts the listener too");
+    counter_ref.cast(CounterMsg::Add(13)).await.map_err(|e| e.to_string())?;
+    // Messages already in the mailbox of an incarnation that is failing die with it (as in
+    // Erlang), so wait until the supervisor has seen the failure before sending more.
+    while counter_ref.is_running() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let tree = manager.tree();
+    if let Some(node) = tree.find("root/app/web/counter") {
+        if let NodeStatus::Backoff { next_start_in_ms } = node.status {
+            println!("counter is in backoff; next start in {next_start_in_ms} ms");
+        }
+    }
+    println!("{tree}");
+    // Sent while the counter is down: the ref waits for the new incarnation instead of failing.
+    counter_ref.cast(CounterMsg::Add(40)).await.map_err(|e| e.to_string())?;
+    let (total, incarnation) = counter_ref.call(CounterMsg::Get).await?;
+    println!(
+        "counter = {total} (incarnation {incarnation}): the new incarnation got the message sent during the restart\n"
+    );
+    println!("{}", manager.tree());
+
+    println!("== 3. the tree as JSON (first lines) and Graphviz DOT\n");
+    let json = serde_json::to_string_pretty(&manager.tree())?;
+    for line in json.lines().take(12) {
+        println!("{line}");
+    }
+    println!("...\n");
+    println!("{}", manager.tree().to_dot());
+
+    println!("== 4. tasks: a fail-fast group and a supervised background task\n");
+    tasks(&manager).await?;
+
+    println!("== 5. orderly shutdown: reverse start order, depth first\n");
+    let report = manager.shutdown(Duration::from_secs(5)).await;
+    print!("{report}");
+    println!("manager exit: {:?}", manager.wait().await);
+    Ok(())
+}
