@@ -29,12 +29,22 @@ fn lock(c: &mut Criterion) {
             *guard += 1;
         })
     });
+    let no_warn = AsyncLock::builder(0u64).warn_held_after(None).build();
+    g.bench_function("uno_AsyncLock_without_held_too_long_check", |b| {
+        b.to_async(&rt).iter(|| async {
+            let mut guard = no_warn.lock().await.expect("free");
+            *guard += 1;
+        })
+    });
     let raw = tokio::sync::Mutex::new(0u64);
     g.bench_function("raw_tokio_Mutex", |b| {
         b.to_async(&rt).iter(|| async {
             let mut guard = raw.lock().await;
             *guard += 1;
         })
+    });
+    g.bench_function("context_one_tokio_Instant_now", |b| {
+        b.iter(|| black_box(tokio::time::Instant::now()))
     });
     g.finish();
 }

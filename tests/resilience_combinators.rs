@@ -547,3 +547,47 @@ async fn dropping_a_pending_admission_leaks_nothing() {
     let _p = gate.try_admit().unwrap();
     assert!(AdmissionGate::builder("zero", 0).build().is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_probes_stay_bounded_under_concurrency() {
+    let b = CircuitBreaker::builder("probe-bound")
+        .consecutive_failures(1)
+        .half_open_probes(3)
+        .cool_down(Duration::ZERO)
+        .build()
+        .unwrap();
+    fail(&b).await.unwrap_err();
+    let inside = Arc::new(AtomicUsize::new(0));
+    let max = Arc::new(AtomicUsize::new(0));
+    let (release_tx, release_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let (b, inside, max, mut rx) = (b.clone(), Arc::clone(&inside), Arc::clone(&max), release_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            b.call(async {
+                let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                max.fetch_max(now, Ordering::SeqCst);
+                let _ = rx.wait_for(|go| *go).await;
+                inside.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, Boom>(())
+            })
+            .await
+        }));
+    }
+    // Wait (by condition, not by time) until every task is either inside or refused.
+    while inside.load(Ordering::SeqCst) as u64 + b.stats().rejected < 32 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(inside.load(Ordering::SeqCst), 3, "exactly the 3 probes are out");
+    assert_eq!(b.stats().rejected, 29);
+    release_tx.send(true).unwrap();
+    let mut admitted = 0;
+    for t in tasks {
+        if t.await.unwrap().is_ok() {
+            admitted += 1;
+        }
+    }
+    assert_eq!(max.load(Ordering::SeqCst), 3, "never more probes than allowed at once");
+    assert!(admitted >= 3);
+    assert_eq!(b.state(), BreakerState::Closed);
+}

@@ -417,3 +417,27 @@ async fn timeout_names_operation_limit_and_elapsed() {
     let as_sync: SyncError = err.into();
     assert!(as_sync.to_string().contains("load users"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contended_lock_on_two_threads_never_reports_a_false_deadlock() {
+    let lock = Arc::new(AsyncLock::builder(0u64).name("counter").build());
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let lock = Arc::clone(&lock);
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..200 {
+                let mut g = lock.lock().await?;
+                *g += 1;
+                tokio::task::yield_now().await; // hold it across a yield: others queue
+            }
+            Ok::<_, SyncError>(())
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(*lock.lock().await.unwrap(), 1600);
+    let s = lock.stats();
+    assert_eq!((s.acquired, s.would_deadlock, s.deadlocks, s.waiting), (1601, 0, 0, 0));
+    assert!(lock.holder().is_none());
+}

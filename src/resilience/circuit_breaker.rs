@@ -374,13 +374,25 @@ impl CircuitBreaker {
     /// # Errors
     /// [`BreakerError::Open`] when the breaker refuses the call.
     pub fn try_acquire(&self) -> Result<BreakerPermit, BreakerError<std::convert::Infallible>> {
+        let (epoch, probe) = self.admit()?;
+        Ok(BreakerPermit {
+            inner: Arc::clone(&self.inner),
+            epoch,
+            probe,
+            done: false,
+        })
+    }
+
+    /// Admits one call: its state epoch and whether it is a probe.
+    #[inline]
+    fn admit<E>(&self) -> Result<(u64, bool), BreakerError<E>> {
         let i = &self.inner;
         loop {
             let epoch = i.epoch.load(Ordering::Acquire);
             match i.state.load(Ordering::Acquire) {
                 CLOSED => {
                     i.calls.fetch_add(1, Ordering::Relaxed);
-                    return Ok(self.permit(epoch, false));
+                    return Ok((epoch, false));
                 }
                 OPEN => {
                     let mut slow = i.slow();
@@ -404,21 +416,12 @@ impl CircuitBreaker {
                     return match taken {
                         Ok(_) => {
                             i.calls.fetch_add(1, Ordering::Relaxed);
-                            Ok(self.permit(epoch, true))
+                            Ok((epoch, true))
                         }
                         Err(_) => Err(self.refuse(BreakerState::HalfOpen, None)),
                     };
                 }
             }
-        }
-    }
-
-    fn permit(&self, epoch: u64, probe: bool) -> BreakerPermit {
-        BreakerPermit {
-            inner: Arc::clone(&self.inner),
-            epoch,
-            probe,
-            done: false,
         }
     }
 
@@ -460,34 +463,37 @@ impl CircuitBreaker {
         F: Future<Output = Result<T, E>>,
         C: FnOnce(&E) -> bool,
     {
-        let permit = match self.try_acquire() {
-            Ok(p) => p,
-            Err(BreakerError::Open {
-                breaker,
-                state,
-                retry_in,
-            }) => {
-                return Err(BreakerError::Open {
-                    breaker,
-                    state,
-                    retry_in,
-                })
-            }
-            Err(BreakerError::Inner(never)) => match never {},
+        let (epoch, probe) = self.admit()?;
+        let mut guard = CallGuard {
+            inner: &self.inner,
+            epoch,
+            probe,
+            done: false,
         };
-        match fut.await {
-            Ok(v) => {
-                permit.success();
-                Ok(v)
-            }
-            Err(e) => {
-                if is_failure(&e) {
-                    permit.failure();
-                } else {
-                    permit.success();
-                }
-                Err(BreakerError::Inner(e))
-            }
+        let out = fut.await;
+        guard.done = true;
+        let failed = match &out {
+            Ok(_) => false,
+            Err(e) => is_failure(e),
+        };
+        self.inner.record(epoch, probe, failed);
+        out.map_err(BreakerError::Inner)
+    }
+}
+
+/// Counts a probe dropped before it finished as a failure; borrows the breaker, so the call
+/// path clones no `Arc`.
+struct CallGuard<'a> {
+    inner: &'a Inner,
+    epoch: u64,
+    probe: bool,
+    done: bool,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        if !self.done && self.probe {
+            self.inner.record(self.epoch, true, true);
         }
     }
 }

@@ -47,6 +47,12 @@ use crate::sync::{timeout, Limiter, RateLimiter, Timeout};
 pub trait ResilienceExt: Future + Sized {
     /// Fails with [`Timeout`] (naming `operation`, `limit` and the elapsed time) if the
     /// future does not finish within `limit`; the future is dropped then.
+    ///
+    /// # Cancel safety
+    /// As cancel safe as the future it wraps.
+    ///
+    /// # Errors
+    /// [`Timeout`] naming `operation`, `limit` and the elapsed time.
     fn timeout_handler(
         self,
         operation: impl Into<Cow<'static, str>>,
@@ -57,6 +63,12 @@ pub trait ResilienceExt: Future + Sized {
 
     /// Like [`timeout_handler`](Self::timeout_handler), but returns `fallback(timeout)`
     /// instead of the error.
+    ///
+    /// # Cancel safety
+    /// As cancel safe as the future it wraps.
+    ///
+    /// # Errors
+    /// None: a timeout becomes `fallback`'s value.
     fn timeout_handler_or<G>(
         self,
         operation: impl Into<Cow<'static, str>>,
@@ -72,6 +84,12 @@ pub trait ResilienceExt: Future + Sized {
 
     /// Fails with [`Cancelled`] as soon as `token` is cancelled (at once if it already is);
     /// the future is dropped then.
+    ///
+    /// # Cancel safety
+    /// As cancel safe as the future it wraps.
+    ///
+    /// # Errors
+    /// [`Cancelled`] when the token fires first.
     fn cancellable(self, token: CancellationToken) -> impl Future<Output = Result<Self::Output, Cancelled>> {
         async move {
             tokio::select! {
@@ -83,6 +101,12 @@ pub trait ResilienceExt: Future + Sized {
     }
 
     /// Waits for one token of `limiter` before the future starts.
+    ///
+    /// # Cancel safety
+    /// Dropped while waiting, it takes no token; after that, as cancel safe as the future.
+    ///
+    /// # Errors
+    /// None: it waits (one token never exceeds a burst, which is at least 1).
     fn rate_limited(self, limiter: RateLimiter) -> impl Future<Output = Self::Output> {
         async move {
             limiter.acquire_one().await;
@@ -91,6 +115,13 @@ pub trait ResilienceExt: Future + Sized {
     }
 
     /// Runs the future inside a slot of `limiter`, waiting for one first.
+    ///
+    /// # Cancel safety
+    /// Dropped at any point, it frees its slot (or its place in the queue); the future's own
+    /// cancel safety is its own.
+    ///
+    /// # Errors
+    /// None: it waits as long as it takes.
     fn concurrent_limited(self, limiter: Limiter) -> impl Future<Output = Self::Output> {
         async move { limiter.run(self).await }
     }

@@ -256,12 +256,21 @@ impl<E> RetryPolicyBuilder<E> {
 /// [`RetryError`] holding `op`'s original last error and the attempt count: `Exhausted`,
 /// `NotRetryable` (vetoed by `retry_if`), `ElapsedLimit`, or `Cancelled` when the policy's
 /// token fires (the attempt in flight or the wait is abandoned at once).
-pub async fn retry<T, E, F, Fut>(policy: &RetryPolicy<E>, op: F) -> Result<T, RetryError<E>>
+pub async fn retry<T, E, F, Fut>(policy: &RetryPolicy<E>, mut op: F) -> Result<T, RetryError<E>>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    retry_inner(policy, Tokens(policy.cancel.as_ref(), None), op).await
+    let tokens = Tokens(policy.cancel.as_ref(), None);
+    if policy.cancel.is_some() || policy.max_elapsed.is_some() {
+        return retry_inner(policy, tokens, op, None, None).await;
+    }
+    // Hot path: the first attempt, with no clock read and no backoff state; the rest of the
+    // loop is boxed so this future stays small.
+    match op().await {
+        Ok(value) => Ok(value),
+        Err(error) => Box::pin(retry_inner(policy, tokens, op, None, Some(error))).await,
+    }
 }
 
 /// [`retry`] with a per-call cancellation token (in addition to the policy's, if any).
@@ -280,7 +289,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    retry_inner(policy, Tokens(Some(token), policy.cancel.as_ref()), op).await
+    retry_inner(policy, Tokens(Some(token), policy.cancel.as_ref()), op, None, None).await
 }
 
 /// Up to two cancellation tokens (per call and per policy); either one ends the loop.
@@ -316,22 +325,31 @@ impl Tokens<'_> {
     }
 }
 
-async fn retry_inner<T, E, F, Fut>(policy: &RetryPolicy<E>, cancel: Tokens<'_>, mut op: F) -> Result<T, RetryError<E>>
+async fn retry_inner<T, E, F, Fut>(
+    policy: &RetryPolicy<E>,
+    cancel: Tokens<'_>,
+    mut op: F,
+    start: Option<Instant>,
+    first_error: Option<E>,
+) -> Result<T, RetryError<E>>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    // The first attempt is the hot path: no clock read unless an elapsed limit needs it, no
-    // backoff state until something fails.
-    let start = policy.max_elapsed.map(|_| Instant::now());
-    let mut attempts = 0u32;
+    // `first_error`: the caller already made the first attempt, which failed.
+    let start = start.or_else(|| policy.max_elapsed.map(|_| Instant::now()));
+    let mut attempts = u32::from(first_error.is_some());
+    let mut pending = first_error;
     let mut last_error: Option<E> = None;
     let mut state: Option<BackoffState> = None;
     loop {
-        attempts += 1;
-        let outcome = if cancel.none() {
+        let outcome = if let Some(error) = pending.take() {
+            Err(error)
+        } else if cancel.none() {
+            attempts += 1;
             op().await
         } else {
+            attempts += 1;
             {
                 if cancel.is_cancelled() {
                     return Err(RetryError::Cancelled {

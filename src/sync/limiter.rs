@@ -144,6 +144,9 @@ impl Limiter {
     /// # Cancel safety
     /// Cancel safe as far as the limiter goes: dropping the returned future frees the slot (or
     /// the place in the queue). Whether `fut` itself may be dropped midway is up to `fut`.
+    ///
+    /// # Errors
+    /// None of its own: it waits as long as it takes and returns `fut`'s output.
     pub async fn run<F: Future>(&self, fut: F) -> F::Output {
         let _permit = self.acquire_slot().await;
         fut.await

@@ -33,7 +33,7 @@ use std::fmt;
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::panic::Location;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -47,6 +47,12 @@ tokio::task_local! {
 
 /// Runs `fut` with `path` as the node path recorded in the holder of every [`AsyncLock`]
 /// acquired inside it. The supervision tree wraps each node's work in this; plain code may too.
+///
+/// # Cancel safety
+/// As cancel safe as `fut`: dropping this drops `fut`.
+///
+/// # Errors
+/// None of its own: it returns `fut`'s output.
 pub async fn scope_node_path<F: Future>(path: impl Into<Arc<str>>, fut: F) -> F::Output {
     NODE_PATH.scope(path.into(), fut).await
 }
@@ -163,7 +169,6 @@ struct Record {
 }
 
 struct RecordSlot {
-    held: bool,
     record: Option<Record>,
     node: Option<Arc<str>>,
 }
@@ -173,6 +178,10 @@ pub(crate) struct LockShared {
     warn_held_after: Option<Duration>,
     deadlock_check_after: Option<Duration>,
     slot: Mutex<RecordSlot>,
+    /// Whether the record in `slot` is current. Set under the slot's mutex (after the record
+    /// is written), cleared without it on release: a reader holding the mutex that sees it set
+    /// is looking at the current holder's record.
+    held: AtomicBool,
     acquired: AtomicU64,
     contended: AtomicU64,
     waiting: AtomicUsize,
@@ -190,7 +199,7 @@ impl LockShared {
 
     fn holder(&self) -> Option<HolderInfo> {
         let slot = self.slot();
-        let r = slot.record.filter(|_| slot.held)?;
+        let r = slot.record.filter(|_| self.held.load(Ordering::Acquire))?;
         Some(HolderInfo {
             owner: r.owner,
             node: slot.node.clone(),
@@ -269,10 +278,10 @@ impl<T> AsyncLockBuilder<T> {
                 warn_held_after: self.warn_held_after,
                 deadlock_check_after: self.deadlock_check_after,
                 slot: Mutex::new(RecordSlot {
-                    held: false,
                     record: None,
                     node: None,
                 }),
+                held: AtomicBool::new(false),
                 acquired: AtomicU64::new(0),
                 contended: AtomicU64::new(0),
                 waiting: AtomicUsize::new(0),
@@ -444,7 +453,7 @@ impl<T: ?Sized> AsyncLock<T> {
         let node = current_node_path();
         {
             let mut slot = self.shared.slot();
-            slot.held = true;
+            self.shared.held.store(true, Ordering::Release);
             slot.record = Some(record);
             slot.node = node;
         }
@@ -587,7 +596,7 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for AsyncLockGuard<'_, T> {
 
 impl<T: ?Sized> Drop for AsyncLockGuard<'_, T> {
     fn drop(&mut self) {
-        self.shared.slot().held = false;
+        self.shared.held.store(false, Ordering::Release);
         if let Some(threshold) = self.shared.warn_held_after {
             let held = self.since.elapsed();
             if held > threshold {

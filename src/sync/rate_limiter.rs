@@ -37,6 +37,7 @@ use governor::{InsufficientCapacity, NotUntil, Quota};
 use tokio::time::Instant;
 
 use super::error::{ConfigError, SyncError};
+use super::stats::ShardedCounter;
 
 /// A governor clock reading tokio's [`Instant`], so that `tokio::time::pause` and
 /// `advance` drive rate limits in tests. Readings are the time since the clock was made.
@@ -85,7 +86,7 @@ pub struct RateLimiterStats {
 
 #[derive(Debug, Default)]
 struct Counters {
-    admitted: AtomicU64,
+    admitted: ShardedCounter,
     rejected: AtomicU64,
     waits: AtomicU64,
 }
@@ -155,7 +156,7 @@ impl Params {
         loop {
             match check(nz) {
                 Ok(Ok(())) => {
-                    counters.admitted.fetch_add(u64::from(n), Ordering::Relaxed);
+                    counters.admitted.add(u64::from(n));
                     return Ok(());
                 }
                 Ok(Err(wait)) => {
@@ -253,7 +254,7 @@ impl RateLimiter {
     pub fn stats(&self) -> RateLimiterStats {
         let c = &self.inner.counters;
         RateLimiterStats {
-            admitted: c.admitted.load(Ordering::Relaxed),
+            admitted: c.admitted.get(),
             rejected: c.rejected.load(Ordering::Relaxed),
             waits: c.waits.load(Ordering::Relaxed),
             keys: 0,
@@ -291,7 +292,7 @@ impl RateLimiter {
         };
         match outcome {
             Ok(()) => {
-                inner.counters.admitted.fetch_add(u64::from(n), Ordering::Relaxed);
+                inner.counters.admitted.add(u64::from(n));
                 Ok(())
             }
             Err(wait) => Err(inner.params.limited(n, wait, &inner.counters)),
@@ -344,7 +345,7 @@ struct KeyedInner<K: Hash + Eq + Clone> {
     clock: TokioClock,
     gcra: Keyed<K>,
     counters: Counters,
-    sweep_every: Duration,
+    sweep_every_nanos: AtomicU64,
     last_sweep_nanos: AtomicU64,
     keys_removed: AtomicU64,
 }
@@ -396,7 +397,7 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
                 clock,
                 gcra: governor::RateLimiter::dashmap_with_clock(quota, clock),
                 counters: Counters::default(),
-                sweep_every: Duration::from_secs(60),
+                sweep_every_nanos: AtomicU64::new(60_000_000_000),
                 last_sweep_nanos: AtomicU64::new(0),
                 keys_removed: AtomicU64::new(0),
             }),
@@ -405,14 +406,9 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
 
     /// Sets how often idle keys are swept (default 60 s; zero sweeps on every call).
     pub fn with_sweep_interval(self, every: Duration) -> Self {
-        match Arc::try_unwrap(self.inner) {
-            Ok(mut inner) => {
-                inner.sweep_every = every;
-                Self { inner: Arc::new(inner) }
-            }
-            // Already shared: keep it as it is rather than split the state.
-            Err(inner) => Self { inner },
-        }
+        let nanos = u64::try_from(every.as_nanos()).unwrap_or(u64::MAX);
+        self.inner.sweep_every_nanos.store(nanos, Ordering::Relaxed);
+        self
     }
 
     /// The limiter's name.
@@ -434,7 +430,7 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
     pub fn stats(&self) -> RateLimiterStats {
         let c = &self.inner.counters;
         RateLimiterStats {
-            admitted: c.admitted.load(Ordering::Relaxed),
+            admitted: c.admitted.get(),
             rejected: c.rejected.load(Ordering::Relaxed),
             waits: c.waits.load(Ordering::Relaxed),
             keys: self.inner.gcra.len(),
@@ -457,7 +453,7 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
         let inner = &self.inner;
         let now = u64::try_from(inner.clock.now().as_nanos()).unwrap_or(u64::MAX);
         let last = inner.last_sweep_nanos.load(Ordering::Relaxed);
-        let every = u64::try_from(inner.sweep_every.as_nanos()).unwrap_or(u64::MAX);
+        let every = inner.sweep_every_nanos.load(Ordering::Relaxed);
         if now.saturating_sub(last) >= every
             && inner
                 .last_sweep_nanos
@@ -489,7 +485,7 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
         inner.params.check_burst(n, &inner.counters)?;
         match self.check(key, nz) {
             Ok(Ok(())) => {
-                inner.counters.admitted.fetch_add(u64::from(n), Ordering::Relaxed);
+                inner.counters.admitted.add(u64::from(n));
                 Ok(())
             }
             Ok(Err(wait)) => Err(inner.params.limited(n, wait, &inner.counters)),
