@@ -2,3 +2,5 @@
 #![warn(missing_docs)]
 
 pub use uno_actors as actors;
+
+pub mod resource;
