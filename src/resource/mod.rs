@@ -36,11 +36,19 @@
 //! ```
 
 mod actor;
+mod adapter;
+mod checkout;
 mod error;
+mod pool;
 mod traits;
 
 pub use actor::{
     ResourceActor, ResourceArgs, ResourceHandle, ResourceMsg, ResourceOptions, ResourceState,
 };
+pub use adapter::{ResourceConn, ResourceManager};
+pub use checkout::PoolGuard;
 pub use error::ResourceError;
+pub use pool::{
+    AsyncResourcePool, PoolActor, PoolArgs, PoolConfig, PoolMsg, PoolState, ResourcePool,
+};
 pub use traits::AsyncResource;
