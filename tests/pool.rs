@@ -245,7 +245,7 @@ async fn a_checkout_held_too_long_is_reported_live_and_on_release_with_its_locat
     let last = stat(&m, "root/pool", "last_leak");
     let last = last.as_str().unwrap();
     assert!(last.contains(&format!("tests/pool.rs:{line}")), "{last}");
-    assert!(last.contains("held 2"), "{last}");
+    assert!(last.contains(" held about "), "{last}"); // at the resolution of threshold / 8
     m.shutdown(Duration::from_secs(1)).await;
 }
 

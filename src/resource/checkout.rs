@@ -4,12 +4,11 @@
 
 use std::ops::{Deref, DerefMut};
 use std::panic::Location;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bb8::{ErrorSink, ManageConnection, PooledConnection};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::pool::Incarnation;
@@ -42,10 +41,63 @@ impl Shared {
     }
 }
 
+/// The close signal of one pool: a plain flag for the hot paths (a `CancellationToken`'s
+/// `is_cancelled` takes a lock) and a token for the waiters.
+#[derive(Debug)]
+pub(crate) struct Closer {
+    flag: AtomicBool,
+    pub token: CancellationToken,
+}
+
+impl Closer {
+    pub fn new(token: CancellationToken) -> Self {
+        Self {
+            flag: AtomicBool::new(false),
+            token,
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+
+    pub fn close(&self) {
+        self.flag.store(true, Ordering::Release);
+        self.token.cancel();
+    }
+}
+
+/// A coarse clock for leak detection: a counter a background task bumps every `tick`, so
+/// that a checkout reads no clock (a relaxed load at acquire, one at release).
+#[derive(Debug)]
+pub(crate) struct LeakClock {
+    pub ticks: AtomicU64,
+    pub tick: Duration,
+    /// A checkout held more than this many ticks is a leak.
+    pub limit_ticks: u64,
+}
+
+impl LeakClock {
+    /// Ticks of an eighth of the threshold (at least 1 ms).
+    pub fn new(threshold: Duration) -> Self {
+        let tick = (threshold / 8).max(Duration::from_millis(1));
+        let limit_ticks = (threshold.as_nanos() / tick.as_nanos()) as u64;
+        Self {
+            ticks: AtomicU64::new(0),
+            tick,
+            limit_ticks,
+        }
+    }
+
+    pub fn now(&self) -> u64 {
+        self.ticks.load(Ordering::Relaxed)
+    }
+}
+
 /// Per-connection checkout record, read by the stats (live count of held-too-long checkouts).
 #[derive(Debug, Default)]
 pub(crate) struct ConnMeta {
-    /// 0 when idle, else 1 + nanoseconds since the incarnation's epoch at checkout.
+    /// 0 when idle, else 1 + the leak clock's tick at checkout.
     pub held_since: AtomicU64,
 }
 
@@ -72,7 +124,7 @@ pub(crate) enum ManagedError<E> {
 /// the type of the bb8 guard.
 pub(crate) struct Managed<M> {
     pub(crate) inner: Arc<M>,
-    pub(crate) closed: CancellationToken,
+    pub(crate) closed: Arc<Closer>,
     pub(crate) metas: Metas,
     pub(crate) max_size: usize,
 }
@@ -82,7 +134,7 @@ impl<M: ManageConnection> ManageConnection for Managed<M> {
     type Error = ManagedError<M::Error>;
 
     async fn connect(&self) -> Result<Self::Connection, Self::Error> {
-        if self.closed.is_cancelled() {
+        if self.closed.is_closed() {
             return Err(ManagedError::Closed);
         }
         let conn = self.inner.connect().await.map_err(ManagedError::Backend)?;
@@ -107,7 +159,7 @@ impl<M: ManageConnection> ManageConnection for Managed<M> {
     }
 
     fn has_broken(&self, conn: &mut Self::Connection) -> bool {
-        conn.broken || self.closed.is_cancelled() || self.inner.has_broken(&mut conn.conn)
+        conn.broken || self.closed.is_closed() || self.inner.has_broken(&mut conn.conn)
     }
 }
 
@@ -139,7 +191,7 @@ impl<E: std::fmt::Display + Send + 'static> ErrorSink<ManagedError<E>> for Sink 
 /// Dereferences to the connection.
 pub struct PoolGuard<M: ManageConnection> {
     conn: PooledConnection<'static, Managed<M>>,
-    acquired: Instant,
+    acquired: u64,
     location: &'static Location<'static>,
     incarnation: Arc<Incarnation<M>>,
 }
@@ -150,11 +202,8 @@ impl<M: ManageConnection> PoolGuard<M> {
         location: &'static Location<'static>,
         incarnation: Arc<Incarnation<M>>,
     ) -> Self {
-        let acquired = Instant::now();
-        let since = acquired
-            .saturating_duration_since(incarnation.epoch)
-            .as_nanos() as u64;
-        conn.meta.held_since.store(since + 1, Ordering::Relaxed);
+        let acquired = incarnation.clock.as_ref().map_or(0, LeakClock::now);
+        conn.meta.held_since.store(acquired + 1, Ordering::Relaxed);
         Self {
             conn,
             acquired,
@@ -174,9 +223,12 @@ impl<M: ManageConnection> PoolGuard<M> {
         self.location
     }
 
-    /// How long this checkout has been held.
+    /// About how long this checkout has been held, at the resolution of the leak check (an
+    /// eighth of the pool's leak threshold); zero when leak detection is off.
     pub fn held_for(&self) -> Duration {
-        self.acquired.elapsed()
+        self.incarnation.clock.as_ref().map_or(Duration::ZERO, |c| {
+            c.tick * (c.now().saturating_sub(self.acquired)) as u32
+        })
     }
 }
 
@@ -206,21 +258,29 @@ impl<M: ManageConnection> std::fmt::Debug for PoolGuard<M> {
 impl<M: ManageConnection> Drop for PoolGuard<M> {
     fn drop(&mut self) {
         self.conn.meta.held_since.store(0, Ordering::Relaxed);
-        let shared = &self.incarnation.shared;
-        if let Some(limit) = shared.leak_threshold {
-            let held = self.acquired.elapsed();
-            if held > limit {
-                shared.leaks_total.fetch_add(1, Ordering::Relaxed);
-                let at = self.location.to_string();
-                tracing::warn!(
-                    pool = %shared.path(),
-                    held = ?held,
-                    limit = ?limit,
-                    acquired_at = %at,
-                    "pool checkout held longer than the leak threshold"
-                );
-                *lock(&shared.last_leak) = Some(format!("{at} held {held:?}"));
-            }
+        let Some(clock) = &self.incarnation.clock else {
+            return;
+        };
+        let held_ticks = clock.now().saturating_sub(self.acquired);
+        if held_ticks > clock.limit_ticks {
+            self.report_leak(clock.tick * held_ticks as u32);
         }
+    }
+}
+
+impl<M: ManageConnection> PoolGuard<M> {
+    #[cold]
+    fn report_leak(&self, held: Duration) {
+        let shared = &self.incarnation.shared;
+        shared.leaks_total.fetch_add(1, Ordering::Relaxed);
+        let at = self.location.to_string();
+        tracing::warn!(
+            pool = %shared.path(),
+            held = ?held,
+            limit = ?shared.leak_threshold,
+            acquired_at = %at,
+            "pool checkout held longer than the leak threshold"
+        );
+        *lock(&shared.last_leak) = Some(format!("{at} held about {held:?}"));
     }
 }

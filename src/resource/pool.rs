@@ -29,14 +29,14 @@ use futures::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::sync::DropGuard;
 use uno_actors::{
     AsyncManager, ChildContext, NodeKind, RefError, StatValue, StatsSource, SupervisedRef,
     WorkerSpec,
 };
 
 use super::adapter::ResourceManager;
-use super::checkout::{lock, Managed, Metas, PoolGuard, Shared, Sink};
+use super::checkout::{lock, Closer, LeakClock, Managed, Metas, PoolGuard, Shared, Sink};
 use super::error::ResourceError;
 use super::traits::AsyncResource;
 
@@ -121,8 +121,8 @@ impl PoolConfig {
 /// One pool built by one start of the node.
 pub(crate) struct Incarnation<M: ManageConnection> {
     pub pool: bb8::Pool<Managed<M>>,
-    pub closed: CancellationToken,
-    pub epoch: Instant,
+    pub closed: Arc<Closer>,
+    pub clock: Option<LeakClock>,
     pub shared: Arc<Shared>,
     pub metas: Metas,
     pub manager: Arc<M>,
@@ -149,13 +149,10 @@ where
 
     /// Checkouts held longer than the leak threshold right now.
     fn leaked_now(&self) -> u64 {
-        let Some(limit) = self.shared.leak_threshold else {
+        let Some(clock) = &self.clock else {
             return 0;
         };
-        let now = Instant::now()
-            .saturating_duration_since(self.epoch)
-            .as_nanos() as u64;
-        let limit = limit.as_nanos() as u64;
+        let (now, limit) = (clock.now(), clock.limit_ticks);
         let mut metas = lock(&self.metas);
         metas.retain(|m| m.strong_count() > 0);
         metas
@@ -308,6 +305,7 @@ pub struct PoolState<M: ManageConnection> {
     incarnation: Arc<Incarnation<M>>,
     _view: Arc<StatsView<M>>,
     _validator: Option<DropGuard>,
+    _clock: Option<DropGuard>,
 }
 
 impl<M: ManageConnection> Actor for PoolActor<M>
@@ -327,7 +325,7 @@ where
         let _ = core.shared.path.set(ctx.path().into());
         let _ = core.manager.set(ctx.manager());
         let config = core.config;
-        let closed = ctx.cancel_token().child_token();
+        let closed = Arc::new(Closer::new(ctx.cancel_token().child_token()));
         let manager = Arc::new((self.make)(&ctx));
         let metas: Metas = Arc::new(Mutex::new(Vec::new()));
         let managed = Managed {
@@ -366,7 +364,7 @@ where
         let incarnation = Arc::new(Incarnation {
             pool,
             closed: closed.clone(),
-            epoch: Instant::now(),
+            clock: config.leak_threshold.map(LeakClock::new),
             shared: core.shared.clone(),
             metas,
             manager,
@@ -375,8 +373,31 @@ where
         let view = Arc::new(StatsView(incarnation.clone()));
         let weak: Weak<StatsView<M>> = Arc::downgrade(&view);
         ctx.stats().attach(weak);
+        let clock_ticker = incarnation.clock.as_ref().map(|clock| {
+            let stop = closed.token.child_token();
+            let token = stop.clone();
+            let inc = Arc::downgrade(&incarnation);
+            let every = clock.tick;
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+                loop {
+                    tokio::select! {
+                        _ = token.cancelled() => break,
+                        _ = tick.tick() => match inc.upgrade() {
+                            Some(inc) => {
+                                if let Some(c) = &inc.clock {
+                                    c.ticks.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                            None => break,
+                        },
+                    }
+                }
+            });
+            stop.drop_guard()
+        });
         let validator = config.idle_check_interval.map(|every| {
-            let stop = closed.child_token();
+            let stop = closed.token.child_token();
             let token = stop.clone();
             let inc = Arc::downgrade(&incarnation);
             tokio::spawn(async move {
@@ -399,6 +420,7 @@ where
             incarnation,
             _view: view,
             _validator: validator,
+            _clock: clock_ticker,
         })
     }
 
@@ -429,7 +451,7 @@ where
             }
         }
         // Waiters fail at once; returned connections are discarded, none are created.
-        inc.closed.cancel();
+        inc.closed.close();
         // Close the idle ones now (checked-out ones are closed when they come back).
         let idle = inc.pool.state().idle_connections;
         for _ in 0..idle {
@@ -578,18 +600,18 @@ where
         let location = Location::caller();
         async move {
             let inc = match self.core.current() {
-                Some(inc) if !inc.closed.is_cancelled() => inc,
+                Some(inc) if !inc.closed.is_closed() => inc,
                 _ => self.wait_for_pool().await?,
             };
             let got = tokio::select! {
                 biased;
                 got = inc.pool.get_owned() => got,
-                _ = inc.closed.cancelled() => return Err(self.core.closed(false)),
+                _ = inc.closed.token.cancelled() => return Err(self.core.closed(false)),
             };
             match got {
                 Ok(conn) => Ok(PoolGuard::new(conn, location, inc)),
                 Err(RunError::TimedOut) => Err(inc.timeout_error()),
-                Err(RunError::User(_)) if inc.closed.is_cancelled() => Err(self.core.closed(false)),
+                Err(RunError::User(_)) if inc.closed.is_closed() => Err(self.core.closed(false)),
                 Err(RunError::User(_)) => Err(inc.timeout_error()),
             }
         }
@@ -603,7 +625,7 @@ where
             tokio::pin!(notified);
             notified.as_mut().enable();
             if let Some(inc) = self.core.current() {
-                if !inc.closed.is_cancelled() {
+                if !inc.closed.is_closed() {
                     return Ok(inc);
                 }
             }
