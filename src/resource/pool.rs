@@ -22,6 +22,7 @@ use std::future::Future;
 use std::panic::Location;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::task::Poll;
 use std::time::Duration;
 
 use bb8::{ManageConnection, RunError};
@@ -601,12 +602,27 @@ where
         async move {
             let inc = match self.core.current() {
                 Some(inc) if !inc.closed.is_closed() => inc,
-                _ => self.wait_for_pool().await?,
+                _ => Box::pin(self.wait_for_pool()).await?,
             };
-            let got = tokio::select! {
-                biased;
-                got = inc.pool.get_owned() => got,
-                _ = inc.closed.token.cancelled() => return Err(self.core.closed(false)),
+            // bb8 first; the close signal is only built and polled once bb8 makes us wait
+            // (building it on every checkout costs more than the checkout itself).
+            let got = {
+                let get = inc.pool.get_owned();
+                tokio::pin!(get);
+                let mut close = None;
+                std::future::poll_fn(|cx| {
+                    if let Poll::Ready(got) = get.as_mut().poll(cx) {
+                        return Poll::Ready(Some(got));
+                    }
+                    let closed = close.get_or_insert_with(|| {
+                        Box::pin(inc.closed.token.clone().cancelled_owned())
+                    });
+                    closed.as_mut().poll(cx).map(|()| None)
+                })
+                .await
+            };
+            let Some(got) = got else {
+                return Err(self.core.closed(false));
             };
             match got {
                 Ok(conn) => Ok(PoolGuard::new(conn, location, inc)),
