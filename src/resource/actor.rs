@@ -12,6 +12,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio_util::sync::DropGuard;
+use tracing::Instrument;
 use uno_actors::{
     AsyncManager, ChildContext, NodeKind, RefError, StatValue, StatsSource, SupervisedRef,
     WorkerSpec,
@@ -95,7 +96,8 @@ pub struct ResourceMsg<R: AsyncResource>(Inner<R>);
 
 enum Inner<R: AsyncResource> {
     Call(CallFn<R>),
-    HealthCheck,
+    /// A periodic check; clears the ticker's "queued" flag when it runs.
+    HealthCheck(Arc<AtomicBool>),
 }
 
 /// The ractor actor hosting one resource. Built by [`ResourceHandle::spec`]; you never
@@ -163,7 +165,8 @@ impl<R: AsyncResource> Actor for ResourceActor<R> {
         let ticker = args.options.health_check_interval.map(|period| {
             let token = args.ctx.cancel_token().child_token();
             let stop = token.clone();
-            tokio::spawn(async move {
+            let queued = Arc::new(AtomicBool::new(false));
+            let task = async move {
                 let start = tokio::time::Instant::now() + period;
                 let mut every = tokio::time::interval_at(start, period);
                 every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -171,13 +174,19 @@ impl<R: AsyncResource> Actor for ResourceActor<R> {
                     tokio::select! {
                         _ = stop.cancelled() => break,
                         _ = every.tick() => {
-                            if myself.send_message(ResourceMsg(Inner::HealthCheck)).is_err() {
+                            // At most one check queued: a busy resource does not pile them up.
+                            if queued.swap(true, Ordering::AcqRel) {
+                                continue;
+                            }
+                            let check = ResourceMsg(Inner::HealthCheck(queued.clone()));
+                            if myself.send_message(check).is_err() {
                                 break;
                             }
                         }
                     }
                 }
-            });
+            };
+            tokio::spawn(task.instrument(args.ctx.span()));
             token.drop_guard()
         });
         Ok(ResourceState {
@@ -212,7 +221,8 @@ impl<R: AsyncResource> Actor for ResourceActor<R> {
                     return Err(state.fail(reason).await);
                 }
             }
-            Inner::HealthCheck => {
+            Inner::HealthCheck(queued) => {
+                queued.store(false, Ordering::Release);
                 state.counters.health_checks.fetch_add(1, Ordering::Relaxed);
                 let limit = state.options.health_check_timeout;
                 let outcome = tokio::time::timeout(limit, resource.health_check()).await;

@@ -5,6 +5,13 @@
 //! checks the resource's health periodically (a failed check closes it and fails the node, so
 //! its supervisor restarts it with a fresh one), and closes it when the node stops.
 //!
+//! An [`AsyncResourcePool`] node owns a bb8 pool of any [`AsyncResource`] (through
+//! [`ResourceManager`]) or of any bb8 `ManageConnection`; checkouts go straight to bb8, and the
+//! node owns the pool's lifecycle (pre-warming, background validation, closing), its stats in
+//! the tree and its restarts. Its docs show an example. Note that uno's pools default to
+//! `test_on_check_out = false` (bb8 defaults to `true`, a round trip per checkout): idle
+//! connections are validated in the background and broken ones discarded instead.
+//!
 //! ```
 //! # #[tokio::main] async fn main() {
 //! use std::time::Duration;

@@ -31,6 +31,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::DropGuard;
+use tracing::Instrument;
 use uno_actors::{
     AsyncManager, ChildContext, NodeKind, RefError, StatValue, StatsSource, SupervisedRef,
     WorkerSpec,
@@ -108,6 +109,15 @@ impl PoolConfig {
         }
         if self.acquire_timeout.is_zero() {
             return bad("acquire_timeout is 0".into());
+        }
+        if self.max_lifetime.is_some_and(|d| d.is_zero()) {
+            return bad("max_lifetime is 0 (use None for no limit)".into());
+        }
+        if self.idle_timeout.is_some_and(|d| d.is_zero()) {
+            return bad("idle_timeout is 0 (use None for no limit)".into());
+        }
+        if self.leak_threshold.is_some_and(|d| d.is_zero()) {
+            return bad("leak_threshold is 0 (use None to disable leak detection)".into());
         }
         if self.reaper_rate.is_zero() {
             return bad("reaper_rate is 0".into());
@@ -379,7 +389,7 @@ where
             let token = stop.clone();
             let inc = Arc::downgrade(&incarnation);
             let every = clock.tick;
-            tokio::spawn(async move {
+            let task = async move {
                 let mut tick = tokio::time::interval_at(Instant::now() + every, every);
                 loop {
                     tokio::select! {
@@ -394,14 +404,15 @@ where
                         },
                     }
                 }
-            });
+            };
+            tokio::spawn(task.instrument(ctx.span()));
             stop.drop_guard()
         });
         let validator = config.idle_check_interval.map(|every| {
             let stop = closed.token.child_token();
             let token = stop.clone();
             let inc = Arc::downgrade(&incarnation);
-            tokio::spawn(async move {
+            let task = async move {
                 let mut tick = tokio::time::interval_at(Instant::now() + every, every);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
@@ -413,7 +424,8 @@ where
                         },
                     }
                 }
-            });
+            };
+            tokio::spawn(task.instrument(ctx.span()));
             stop.drop_guard()
         });
         core.install(Some(incarnation.clone()));
@@ -467,12 +479,48 @@ where
 
 /// The handle of a pool node: checks connections out of its current bb8 pool. Cheap to clone;
 /// follows the node across restarts.
+///
+/// ```
+/// # #[tokio::main] async fn main() {
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::time::Duration;
+/// use uno_runtime::actors::{AsyncManager, ManagerConfig};
+/// use uno_runtime::resource::{AsyncResourcePool, PoolConfig};
+///
+/// /// Any bb8 manager (bb8_postgres::PostgresConnectionManager, for one).
+/// struct Tickets(AtomicU64);
+/// impl bb8::ManageConnection for Tickets {
+///     type Connection = u64;
+///     type Error = std::io::Error;
+///     async fn connect(&self) -> Result<u64, std::io::Error> {
+///         Ok(self.0.fetch_add(1, Ordering::Relaxed))
+///     }
+///     async fn is_valid(&self, _: &mut u64) -> Result<(), std::io::Error> { Ok(()) }
+///     fn has_broken(&self, _: &mut u64) -> bool { false }
+/// }
+///
+/// let manager = AsyncManager::start(ManagerConfig::default()).await.unwrap();
+/// let config = PoolConfig { max_size: 4, min_idle: Some(2), ..PoolConfig::default() };
+/// let pool = AsyncResourcePool::spawn(&manager, "tickets", |_| Tickets(AtomicU64::new(0)), config)
+///     .await
+///     .unwrap();
+/// let ticket = pool.acquire().await.unwrap(); // straight from bb8, no mailbox hop
+/// assert!(*ticket < 2); // one of the two pre-warmed connections
+/// let stats = manager.tree().find("root/tickets").unwrap().stats.clone();
+/// assert_eq!((stats["size"].clone(), stats["in_use"].clone()), (2.into(), 1.into()));
+/// drop(ticket);
+/// manager.shutdown(Duration::from_secs(1)).await;
+/// # }
+/// ```
 pub struct AsyncResourcePool<M: ManageConnection> {
     core: Arc<Core<M>>,
 }
 
 /// A pool of [`AsyncResource`]s.
 pub type ResourcePool<R> = AsyncResourcePool<ResourceManager<R>>;
+
+/// The worker spec of a pool of [`AsyncResource`]s.
+pub type ResourcePoolSpec<R> = WorkerSpec<PoolActor<ResourceManager<R>>>;
 
 impl<M: ManageConnection> Clone for AsyncResourcePool<M> {
     fn clone(&self) -> Self {
@@ -676,7 +724,7 @@ impl<R: AsyncResource> AsyncResourcePool<ResourceManager<R>> {
         name: impl Into<String>,
         config: R::Config,
         pool_config: PoolConfig,
-    ) -> Result<(WorkerSpec<PoolActor<ResourceManager<R>>>, Self), ResourceError> {
+    ) -> Result<(ResourcePoolSpec<R>, Self), ResourceError> {
         let config = Arc::new(config);
         Self::spec(
             name,
