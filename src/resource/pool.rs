@@ -507,7 +507,8 @@ where
 /// let ticket = pool.acquire().await.unwrap(); // straight from bb8, no mailbox hop
 /// assert!(*ticket < 2); // one of the two pre-warmed connections
 /// let stats = manager.tree().find("root/tickets").unwrap().stats.clone();
-/// assert_eq!((stats["size"].clone(), stats["in_use"].clone()), (2.into(), 1.into()));
+/// assert_eq!(stats["in_use"], 1);
+/// assert!(stats["size"].as_u64().unwrap() >= 2); // bb8 tops idle back up to min_idle
 /// drop(ticket);
 /// manager.shutdown(Duration::from_secs(1)).await;
 /// # }
