@@ -9,6 +9,7 @@ pub mod cache;
 pub mod context;
 pub mod db;
 pub mod resilience;
+pub mod resource;
 pub mod sync;
 pub mod task;
 
