@@ -187,7 +187,7 @@ pub(crate) struct Shared {
     name: String,
     exit: watch::Sender<Option<ExitReason>>,
     shutting_down: AtomicBool,
-    report: Mutex<Option<Vec<(String, StopOutcome)>>>,
+    report: Mutex<Option<StopLog>>,
     root: OnceLock<SupervisorRef>,
     root_token: CancellationToken,
     cleanup: TaskTracker,
@@ -211,14 +211,25 @@ impl Shared {
     pub(crate) fn record_stop(&self, path: &str, outcome: StopOutcome) {
         let mut guard = self.report.lock().unwrap_or_else(|p| p.into_inner());
         let Some(report) = guard.as_mut() else { return };
-        if let Some(entry) = report.iter_mut().find(|(p, _)| p == path) {
-            if matches!(outcome, StopOutcome::Failed { .. }) {
-                entry.1 = outcome;
+        match report.index.get(path) {
+            Some(&i) => {
+                if matches!(outcome, StopOutcome::Failed { .. }) {
+                    report.entries[i].1 = outcome;
+                }
             }
-        } else {
-            report.push((path.to_string(), outcome));
+            None => {
+                report.index.insert(path.to_string(), report.entries.len());
+                report.entries.push((path.to_string(), outcome));
+            }
         }
     }
+}
+
+/// How nodes stopped during a shutdown, in stop order, indexed by path.
+#[derive(Default)]
+pub(crate) struct StopLog {
+    entries: Vec<(String, StopOutcome)>,
+    index: std::collections::HashMap<String, usize>,
 }
 
 /// The handle to a supervision tree. Cheap to clone; every clone addresses the same tree.
@@ -462,7 +473,7 @@ impl AsyncManager {
         let started = Instant::now();
         let deadline = started + timeout;
         self.shared.shutting_down.store(true, Ordering::SeqCst);
-        *self.shared.report.lock().unwrap_or_else(|p| p.into_inner()) = Some(Vec::new());
+        *self.shared.report.lock().unwrap_or_else(|p| p.into_inner()) = Some(StopLog::default());
         tracing::info!(root = %self.shared.name, ?timeout, "shutdown started");
         let root_cell = self
             .shared
@@ -518,7 +529,7 @@ impl AsyncManager {
             elapsed: started.elapsed(),
             ..Default::default()
         };
-        for (path, outcome) in entries {
+        for (path, outcome) in entries.entries {
             match outcome {
                 StopOutcome::Clean => report.stopped.push(path),
                 StopOutcome::Killed { after } => report.killed.push(KilledNode { path, after }),

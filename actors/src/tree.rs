@@ -359,25 +359,26 @@ impl Registry {
                 },
             ));
         }
-        flat.sort_by_key(|(_, _, seq, _)| *seq);
-        let mut by_parent: HashMap<Option<NodeId>, Vec<NodeSnapshot>> = HashMap::new();
-        let mut order: Vec<NodeId> = Vec::with_capacity(flat.len());
-        for (id, parent, _, node) in flat {
-            order.push(id);
-            by_parent.entry(parent).or_default().push(node);
-        }
-        fn attach(node: &mut NodeSnapshot, by_parent: &mut HashMap<Option<NodeId>, Vec<NodeSnapshot>>) {
-            if let Some(mut kids) = by_parent.remove(&Some(node.id)) {
-                for k in &mut kids {
-                    attach(k, by_parent);
-                }
-                node.children = kids;
+        // Snapshots are large: order indices, not the snapshots, and move each node once, into
+        // its parent (children have higher sequence numbers than their parents).
+        let mut order: Vec<usize> = (0..flat.len()).collect();
+        order.sort_unstable_by_key(|&i| flat[i].2);
+        let position: HashMap<NodeId, usize> = flat.iter().enumerate().map(|(i, f)| (f.0, i)).collect();
+        let links: Vec<Option<usize>> = flat
+            .iter()
+            .map(|f| f.1.and_then(|p| position.get(&p).copied()))
+            .collect();
+        let mut slots: Vec<Option<NodeSnapshot>> = flat.into_iter().map(|f| Some(f.3)).collect();
+        let mut roots = Vec::new();
+        for &i in order.iter().rev() {
+            let Some(mut node) = slots[i].take() else { continue };
+            node.children.reverse();
+            match links[i].and_then(|p| slots[p].as_mut()) {
+                Some(parent) => parent.children.push(node),
+                None => roots.push(node),
             }
         }
-        let mut roots = by_parent.remove(&None).unwrap_or_default();
-        for r in &mut roots {
-            attach(r, &mut by_parent);
-        }
+        roots.reverse();
         let root = if roots.len() == 1 {
             roots.remove(0)
         } else {
