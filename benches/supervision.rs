@@ -233,6 +233,17 @@ async fn uno_spawn_stop(m: &AsyncManager, n: usize) {
     root.delete_child("many").await.unwrap();
 }
 
+async fn uno_spec_spawn_stop(m: &AsyncManager, n: usize) {
+    let mut spec = SupervisorSpec::new("many");
+    for i in 0..n {
+        spec = spec.child(worker(&format!("w{i}")));
+    }
+    m.spawn_supervisor(spec).await.unwrap();
+    let root = m.root().unwrap();
+    root.terminate_child("many").await.unwrap();
+    root.delete_child("many").await.unwrap();
+}
+
 async fn raw_spawn_stop(n: usize) {
     let (holder, handle) = Actor::spawn(None, Holder, ()).await.unwrap();
     for i in 0..n {
