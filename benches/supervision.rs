@@ -265,6 +265,9 @@ fn spawn_and_stop(c: &mut Criterion) {
     g.bench_function("uno start_worker x10k, then stop", |b| {
         b.to_async(&rt).iter(|| uno_spawn_stop(&m, CHILDREN))
     });
+    g.bench_function("uno SupervisorSpec with 10k children, then stop", |b| {
+        b.to_async(&rt).iter(|| uno_spec_spawn_stop(&m, CHILDREN))
+    });
     g.bench_function("raw spawn_linked x10k, then stop", |b| {
         b.to_async(&rt).iter(|| raw_spawn_stop(CHILDREN))
     });
