@@ -1,6 +1,6 @@
 //! The supervision kernel beside raw ractor, in the same run.
 //!
-//! `cargo bench --bench supervision` (add `-- --warm-up-time 1 --measurement-time 3` for a
+//! `cargo bench -p uno-benches --bench supervision` (add `-- --warm-up-time 1 --measurement-time 3` for a
 //! quicker run). Each group has an `uno` and a `raw` case; BENCHMARKS.md keeps the ratios.
 
 use std::time::Duration;
