@@ -257,7 +257,10 @@ async fn the_cache_node_closes_the_cache_only_on_a_final_stop() {
     let loaded = cache.get_with(2, || async { Ok::<_, std::io::Error>(20) }).await;
     assert_eq!(loaded.ok(), Some(20));
     // Stats are attached again by the new incarnation.
-    assert_eq!(gauge(&m.tree(), "root/group/lifetime", "size"), Some(serde_json::json!(2)));
+    assert_eq!(
+        gauge(&m.tree(), "root/group/lifetime", "size"),
+        Some(serde_json::json!(2))
+    );
 
     // A final stop closes it: a running load is cancelled, no new load starts, reads work.
     let pending = {
@@ -274,8 +277,146 @@ async fn the_cache_node_closes_the_cache_only_on_a_final_stop() {
     assert!(group.terminate_child("lifetime").await.is_ok());
     assert!(matches!(pending.await, Ok(Err(_))));
     let refused = cache.get_with(4, || async { Ok::<_, std::io::Error>(40) }).await;
-    assert!(matches!(refused, Err(uno_runtime::cache::CacheError::Closed { .. })), "{refused:?}");
+    assert!(
+        matches!(refused, Err(uno_runtime::cache::CacheError::Closed { .. })),
+        "{refused:?}"
+    );
     assert_eq!(cache.get(&1), Some(10));
+    let report = m.shutdown(Duration::from_secs(5)).await;
+    assert!(report.is_clean(), "{report:?}");
+}
+
+type Handles = Vec<Arc<dyn uno_runtime::actors::StatsSource>>;
+
+#[tokio::test(start_paused = true)]
+async fn sync_primitives_attached_to_a_task_node_show_their_counters_and_holder_path() {
+    use uno_runtime::sync::{AsyncEvent, AsyncLock, AsyncSemaphore, KeyedRateLimiter, Limiter, RateLimiter};
+    let m = manager().await;
+    let lock = Arc::new(AsyncLock::builder(0u32).name("ledger").build());
+    let sem = AsyncSemaphore::new("slots", 3).unwrap_or_else(|e| panic!("{e}"));
+    let lim = Limiter::new("fetches", 2).unwrap_or_else(|e| panic!("{e}"));
+    let rate = RateLimiter::new("calls", 10.0, 5).unwrap_or_else(|e| panic!("{e}"));
+    let keyed = KeyedRateLimiter::<u32>::new("per-user", 10.0, 5).unwrap_or_else(|e| panic!("{e}"));
+    let ready = AsyncEvent::new("ready");
+    let spec = {
+        let (lock, sem, lim, rate, keyed, ready) = (
+            lock.clone(),
+            sem.clone(),
+            lim.clone(),
+            rate.clone(),
+            keyed.clone(),
+            ready.clone(),
+        );
+        uno_runtime::task::as_task("worker", move |ctx| {
+            let (lock, sem, lim, rate, keyed, ready) = (
+                lock.clone(),
+                sem.clone(),
+                lim.clone(),
+                rate.clone(),
+                keyed.clone(),
+                ready.clone(),
+            );
+            async move {
+                let stats = ctx.stats();
+                let _handles: Handles = vec![
+                    lock.attach_stats(&stats),
+                    sem.attach_stats(&stats),
+                    lim.attach_stats(&stats),
+                    rate.attach_stats(&stats),
+                    keyed.attach_stats(&stats),
+                    ready.attach_stats(&stats),
+                ];
+                let _permit = sem.try_acquire()?;
+                lim.run(async {}).await;
+                rate.try_acquire(2)?;
+                keyed.try_acquire(&7, 1)?;
+                let _held = lock.lock().await?;
+                ready.set();
+                ctx.cancelled().await;
+                Ok::<_, uno_runtime::sync::SyncError>(())
+            }
+        })
+    };
+    assert!(uno_runtime::task::spawn_task(&m, spec).await.is_ok());
+    assert!(ready.wait_timeout(Duration::from_secs(5)).await);
+
+    let tree = m.tree();
+    let at = |key: &str| gauge(&tree, "root/worker", key);
+    assert_eq!(at("ledger.acquired"), Some(serde_json::json!(1)), "{tree}");
+    let holder = at("ledger.holder")
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    assert!(holder.contains("root/worker"), "holder: {holder}");
+    assert_eq!(lock.holder().and_then(|h| h.node).as_deref(), Some("root/worker"));
+    assert_eq!(at("slots.acquired"), Some(serde_json::json!(1)), "{tree}");
+    assert_eq!(at("fetches.peak"), Some(serde_json::json!(1)), "{tree}");
+    assert_eq!(at("calls.admitted"), Some(serde_json::json!(2)), "{tree}");
+    assert_eq!(at("per-user.admitted"), Some(serde_json::json!(1)), "{tree}");
+    assert_eq!(at("ready.is_set"), Some(serde_json::json!(true)), "{tree}");
+    let report = m.shutdown(Duration::from_secs(5)).await;
+    assert!(report.is_clean(), "{report:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn resilience_primitives_attached_to_a_node_show_their_counters() {
+    use uno_runtime::resilience::{AdmissionGate, CircuitBreaker};
+    let m = manager().await;
+    let breaker = CircuitBreaker::builder("payments")
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let gate = AdmissionGate::builder("inbox", 4)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Attached by a task node to its own stats.
+    let (b, g) = (breaker.clone(), gate.clone());
+    let attached = Arc::new(Mutex::new(Handles::new()));
+    let a = attached.clone();
+    let spec = uno_runtime::task::as_task("payments-worker", move |ctx| {
+        let (b, g, a) = (b.clone(), g.clone(), a.clone());
+        async move {
+            if let Ok(mut v) = a.lock() {
+                v.push(b.attach_stats(&ctx.stats()));
+                v.push(g.attach_stats(&ctx.stats()));
+            }
+            ctx.cancelled().await;
+            Ok::<_, std::io::Error>(())
+        }
+    });
+    assert!(uno_runtime::task::spawn_task(&m, spec).await.is_ok());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let ok = breaker.call(async { Ok::<_, std::io::Error>(1) }).await;
+    assert!(ok.is_ok());
+    let admitted = gate.try_admit();
+    assert!(admitted.is_ok());
+
+    let tree = m.tree();
+    let at = |key: &str| gauge(&tree, "root/payments-worker", key);
+    assert_eq!(at("payments.calls"), Some(serde_json::json!(1)), "{tree}");
+    assert_eq!(at("payments.state"), Some(serde_json::json!("Closed")), "{tree}");
+    assert_eq!(at("inbox.admitted"), Some(serde_json::json!(1)), "{tree}");
+    assert_eq!(at("inbox.in_flight"), Some(serde_json::json!(1)), "{tree}");
+    drop(admitted);
+    let report = m.shutdown(Duration::from_secs(5)).await;
+    assert!(report.is_clean(), "{report:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn tasks_of_a_group_run_with_their_leaf_path_for_lock_holders() {
+    let m = manager().await;
+    let mut group = match uno_runtime::task::TaskGroup::<()>::builder("jobs")
+        .start::<Option<String>>(&m)
+        .await
+    {
+        Ok(g) => g,
+        Err(e) => panic!("{e}"),
+    };
+    let spawned = group.spawn("one", async {
+        Ok::<_, std::io::Error>(uno_runtime::sync::current_node_path().map(|p| p.to_string()))
+    });
+    assert!(spawned.is_ok());
+    let paths = group.join().await.unwrap_or_else(|e| panic!("{e}"));
+    let path = paths.into_iter().next().flatten().unwrap_or_default();
+    assert!(path.starts_with("root/jobs") && path.ends_with("one"), "path: {path}");
     let report = m.shutdown(Duration::from_secs(5)).await;
     assert!(report.is_clean(), "{report:?}");
 }

@@ -486,7 +486,12 @@ where
     /// still runs) and starts one that runs until `stop` is cancelled or the queue is
     /// drained after shutdown. It starts flushing once the previous loop has left; a
     /// panicking batch function calls `on_panic` after its callers got their error.
-    pub(crate) fn spawn_owned_loop(&self, stop: CancellationToken, on_panic: PanicHook, span: tracing::Span) -> JoinHandle<()> {
+    pub(crate) fn spawn_owned_loop(
+        &self,
+        stop: CancellationToken,
+        on_panic: PanicHook,
+        span: tracing::Span,
+    ) -> JoinHandle<()> {
         let shared = self.guard.0.clone();
         shared.detached_stop.cancel();
         tokio::spawn(run_loop(shared, stop, Some(on_panic)).instrument(span))
