@@ -1,10 +1,11 @@
 //! A tour of uno: a supervision tree with every strategy, a worker that panics and comes back
 //! after a backoff while its callers keep using the same address, the live tree before and
-//! after, and an orderly shutdown with its report.
+//! after, a cache, a batcher and a resource pool under load with their stats in the tree, and
+//! an orderly shutdown with its report.
 //!
 //! Run it with `cargo run --example tour`. It ends by itself in a few seconds.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,9 @@ use uno_runtime::actors::{
     AsyncManager, ChildContext, Intensity, ManagerConfig, NodeStatus, RestartBackoff, Strategy, SupervisorSpec,
     WorkerSpec,
 };
+use uno_runtime::batch::AsyncBatcher;
+use uno_runtime::cache::AsyncCache;
+use uno_runtime::resource::{AsyncResource, PoolConfig, ResourcePool};
 use uno_runtime::task::{as_task, spawn_task, TaskGroup};
 
 /// A counter that panics when asked to add 13.
@@ -134,6 +138,115 @@ async fn tasks(manager: &AsyncManager) -> Result<(), Box<dyn std::error::Error>>
     );
     Ok(())
 }
+/// A small in-process resource for the pool of section 4b: a numbered channel.
+struct Channel {
+    id: u64,
+}
+
+/// Opening a channel never fails in the tour; a real resource has its own error type.
+#[derive(Debug, thiserror::Error)]
+#[error("channel error")]
+struct ChannelError;
+
+static NEXT_CHANNEL: AtomicU64 = AtomicU64::new(0);
+
+impl AsyncResource for Channel {
+    type Config = ();
+    type Error = ChannelError;
+
+    async fn open(_: &()) -> Result<Self, ChannelError> {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        Ok(Channel {
+            id: NEXT_CHANNEL.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+
+    async fn close(self) {}
+
+    async fn health_check(&mut self) -> Result<(), ChannelError> {
+        Ok(())
+    }
+}
+
+/// Section 4b: a cache, a batcher and a pool, each a node of the tree, under load.
+async fn resources_under_load(manager: &AsyncManager) -> Result<(), Box<dyn std::error::Error>> {
+    // A cache read by 32 tasks over 8 keys: the first read of a key loads it (once, however
+    // many tasks miss it together), every later read is a hit.
+    let cache: AsyncCache<u32, String> = AsyncCache::builder("profiles")
+        .ttl(Duration::from_secs(60))
+        .max_capacity(1_000)
+        .build()?;
+    manager.spawn(cache.worker_spec(Duration::from_secs(1))).await?;
+    let readers = (0..32u32).map(|task| {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            for i in 0..50u32 {
+                let key = (task + i) % 8;
+                let _ = cache
+                    .get_with(key, move || async move {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        Ok::<_, std::io::Error>(format!("profile {key}"))
+                    })
+                    .await;
+            }
+        })
+    });
+    futures::future::join_all(readers).await;
+    let s = cache.stats();
+    println!(
+        "cache: {} hits, {} misses, {} loads (hit ratio {:.3})",
+        s.hits,
+        s.misses,
+        s.loads,
+        s.hit_ratio()
+    );
+
+    // A batcher: 100 concurrent submits reach the batch function in batches of up to 16.
+    let batcher = AsyncBatcher::builder("lookups")
+        .max_batch_size(16)
+        .max_wait(Duration::from_millis(2))
+        .max_concurrent(2)
+        .build(|ids: Vec<u32>| async move {
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            Ok::<_, std::io::Error>(ids.iter().map(|id| id * 10).collect())
+        })?;
+    manager.spawn(batcher.worker_spec()).await?;
+    let results = futures::future::join_all((0..100u32).map(|id| batcher.submit(id))).await;
+    let served = results.iter().filter(|r| r.is_ok()).count();
+    let s = batcher.stats();
+    println!(
+        "batcher: {served} of 100 submits served in {} batches (mean size {:.1})",
+        s.batches,
+        s.mean_batch_size()
+    );
+
+    // A pool of 4 channels (2 pre-warmed) shared by 24 tasks: acquire, use, release.
+    let config = PoolConfig {
+        max_size: 4,
+        min_idle: Some(2),
+        acquire_timeout: Duration::from_secs(2),
+        ..PoolConfig::default()
+    };
+    let pool = ResourcePool::<Channel>::spawn_resources(manager, "channels", (), config).await?;
+    let users = (0..24).map(|_| {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            for _ in 0..5 {
+                if let Ok(channel) = pool.acquire().await {
+                    let _ = channel.id;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        })
+    });
+    futures::future::join_all(users).await;
+    println!("pool: 120 checkouts by 24 tasks over at most 4 channels\n");
+
+    println!("the tree, with the stats each node publishes:\n");
+    let tree = manager.tree();
+    println!("{tree}");
+    Ok(())
+}
 
 fn service(name: &str) -> WorkerSpec<Service> {
     WorkerSpec::new(name, |ctx: &ChildContext| (Service, ctx.clone()))
@@ -221,6 +334,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("== 4. tasks: a fail-fast group and a supervised background task\n");
     tasks(&manager).await?;
+
+    println!("== 4b. a cache, a batcher and a pool under load, with their stats in the tree\n");
+    resources_under_load(&manager).await?;
 
     println!("== 5. orderly shutdown: reverse start order, depth first\n");
     let report = manager.shutdown(Duration::from_secs(5)).await;

@@ -11,13 +11,20 @@ use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
 use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use super::{BatchError, BatcherConfig, BatcherConfigError, BatcherStats};
 
 type BatchFn<I, O, E> = dyn Fn(Vec<I>) -> BoxFuture<'static, Result<Vec<O>, E>> + Send + Sync;
 type Reply<O, E> = oneshot::Sender<Result<O, BatchError<E>>>;
+
+/// Called (with the panic message) after a batch function panicked and the callers of
+/// that batch got [`BatchError::Panicked`]; a supervised loop uses it to fail its node.
+pub(crate) type PanicHook = Arc<dyn Fn(String) + Send + Sync>;
 
 /// Distinct items, and for every input the index of its distinct item.
 type Split<I> = (Vec<I>, Vec<usize>);
@@ -52,7 +59,14 @@ struct Shared<I, O, E> {
     closing: AtomicBool,
     next_id: AtomicU64,
     batches_tracker: TaskTracker,
-    loop_tracker: TaskTracker,
+    /// Stops the loop started by `build` when a node takes the loop over.
+    detached_stop: CancellationToken,
+    /// Held by the running flush loop: at most one loop runs at a time, so a loop of a
+    /// new incarnation starts only when the previous one has left.
+    loop_lease: Arc<tokio::sync::Mutex<()>>,
+    /// Cancelled when a loop drained the queue after shutdown began and every batch
+    /// finished.
+    drained: CancellationToken,
     submitted: AtomicU64,
     succeeded: AtomicU64,
     failed: AtomicU64,
@@ -321,7 +335,9 @@ where
             closing: AtomicBool::new(false),
             next_id: AtomicU64::new(0),
             batches_tracker: TaskTracker::new(),
-            loop_tracker: TaskTracker::new(),
+            detached_stop: CancellationToken::new(),
+            loop_lease: Arc::new(tokio::sync::Mutex::new(())),
+            drained: CancellationToken::new(),
             submitted: AtomicU64::new(0),
             succeeded: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -333,8 +349,8 @@ where
             deduplicated: AtomicU64::new(0),
             queued: AtomicUsize::new(0),
         });
-        shared.loop_tracker.spawn(run_loop(shared.clone()));
-        shared.loop_tracker.close();
+        let stop = shared.detached_stop.clone();
+        tokio::spawn(run_loop(shared.clone(), stop, None));
         Self {
             guard: Arc::new(HandleGuard(shared)),
         }
@@ -453,20 +469,58 @@ where
     pub async fn shutdown(&self) {
         let shared = self.shared();
         begin_shutdown(shared);
-        shared.loop_tracker.wait().await;
+        shared.drained.cancelled().await;
+    }
+
+    /// Starts refusing new items (as [`shutdown`](Self::shutdown) does) without waiting.
+    pub(crate) fn begin_close(&self) {
+        begin_shutdown(self.shared());
+    }
+
+    /// Resolves when the queue was drained after shutdown began and every batch finished.
+    pub(crate) async fn drained(&self) {
+        self.shared().drained.cancelled().await;
+    }
+
+    /// Takes the flush loop over for a node: stops the loop started by `build` (if it
+    /// still runs) and starts one that runs until `stop` is cancelled or the queue is
+    /// drained after shutdown. It starts flushing once the previous loop has left; a
+    /// panicking batch function calls `on_panic` after its callers got their error.
+    pub(crate) fn spawn_owned_loop(
+        &self,
+        stop: CancellationToken,
+        on_panic: PanicHook,
+        span: tracing::Span,
+    ) -> JoinHandle<()> {
+        let shared = self.guard.0.clone();
+        shared.detached_stop.cancel();
+        tokio::spawn(run_loop(shared, stop, Some(on_panic)).instrument(span))
     }
 }
 
 /// The flush loop: waits for a full batch or the oldest item's deadline, then hands
 /// the batch to a tracked task (at most `max_concurrent` at once).
-async fn run_loop<I, O, E>(shared: Arc<Shared<I, O, E>>)
+///
+/// It returns when `stop` is cancelled (leaving the queue to the next loop; running
+/// batches carry on), or once the queue is drained after shutdown began and every batch
+/// has finished.
+async fn run_loop<I, O, E>(shared: Arc<Shared<I, O, E>>, stop: CancellationToken, on_panic: Option<PanicHook>)
 where
     I: Send + 'static,
     O: Send + 'static,
     E: Send + Sync + 'static,
 {
+    let lease = shared.loop_lease.clone();
+    let _lease = tokio::select! {
+        biased;
+        () = stop.cancelled() => return,
+        l = lease.lock_owned() => l,
+    };
     let max = shared.config.max_batch_size;
     loop {
+        if stop.is_cancelled() {
+            return;
+        }
         let closing = shared.closing.load(Ordering::Acquire);
         let (len, oldest) = {
             let q = lock(&shared.queue);
@@ -476,19 +530,30 @@ where
             if closing {
                 break;
             }
-            shared.wake.notified().await;
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                () = shared.wake.notified() => {}
+            }
             continue;
         };
         if !closing && len < max {
             let deadline = oldest + shared.config.max_wait;
             if Instant::now() < deadline {
                 tokio::select! {
+                    biased;
+                    () = stop.cancelled() => return,
                     () = shared.wake.notified() => continue,
                     () = tokio::time::sleep_until(deadline) => {}
                 }
             }
         }
-        let Ok(slot) = shared.running.clone().acquire_owned().await else {
+        let slot = tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            slot = shared.running.clone().acquire_owned() => slot,
+        };
+        let Ok(slot) = slot else {
             break;
         };
         let batch: Vec<Pending<I, O, E>> = {
@@ -517,15 +582,21 @@ where
         if batch.is_empty() {
             continue;
         }
-        shared.batches_tracker.spawn(run_batch(shared.clone(), batch, slot));
+        let batch = run_batch(shared.clone(), batch, slot, on_panic.clone());
+        shared.batches_tracker.spawn(batch.instrument(tracing::Span::current()));
     }
     shared.batches_tracker.close();
     shared.batches_tracker.wait().await;
+    shared.drained.cancel();
 }
 
 /// Runs one batch (panics caught) and answers each caller by position.
-async fn run_batch<I, O, E>(shared: Arc<Shared<I, O, E>>, batch: Vec<Pending<I, O, E>>, _slot: OwnedSemaphorePermit)
-where
+async fn run_batch<I, O, E>(
+    shared: Arc<Shared<I, O, E>>,
+    batch: Vec<Pending<I, O, E>>,
+    _slot: OwnedSemaphorePermit,
+    on_panic: Option<PanicHook>,
+) where
     I: Send + 'static,
     O: Send + 'static,
     E: Send + Sync + 'static,
@@ -552,6 +623,7 @@ where
     let expected = items.len();
     let f = shared.batch_fn.clone();
     let outcome = AssertUnwindSafe(async move { f(items).await }).catch_unwind().await;
+    let mut panicked = None;
     let failure: Result<Vec<O>, Box<dyn Fn() -> BatchError<E> + Send>> = match outcome {
         Ok(Ok(outs)) if outs.len() == expected => Ok(outs),
         Ok(Ok(outs)) => {
@@ -574,6 +646,7 @@ where
             shared.panics.fetch_add(1, Ordering::Relaxed);
             let (batcher, message) = (name.clone(), panic_message(p.as_ref()));
             tracing::error!(batcher = %batcher, %message, "batch function panicked");
+            panicked = Some(message.clone());
             Err(Box::new(move || BatchError::Panicked {
                 batcher: batcher.clone(),
                 message: message.clone(),
@@ -605,5 +678,9 @@ where
                 let _ = reply.send(Err(make()));
             }
         }
+    }
+    // Only now, with every caller of this batch answered, may the owner fail.
+    if let (Some(message), Some(hook)) = (panicked, on_panic) {
+        hook(message);
     }
 }

@@ -40,8 +40,13 @@
 //! - Dedup mode ([`AsyncBatcherBuilder::build_dedup`]), as a DataLoader: identical items
 //!   of one batch are passed to the batch function once.
 //!
-//! The queue lives outside the flush loop, so when the loop becomes a supervised node
-//! and restarts, the items queued before the restart are still served.
+//! Without a manager, the batcher runs its own flush loop (a panicking batch function is
+//! caught, its callers get the error, later batches run). As a node of the tree
+//! ([`AsyncBatcher::worker_spec`], [`BatcherNode`]) the node owns the flush loop: a
+//! panicking batch function answers its callers with the error and then fails the
+//! node, and its supervisor restarts it. The queue lives outside the loop, so the items
+//! queued across the restart are served by the next incarnation; a final stop of the
+//! node flushes the queue.
 
 mod batcher;
 mod config;
@@ -52,5 +57,5 @@ mod stats;
 pub use batcher::{AsyncBatcher, AsyncBatcherBuilder};
 pub use config::BatcherConfig;
 pub use error::{BatchError, BatcherConfigError};
-pub use node::{BatcherNode, BatcherNodeMsg};
+pub use node::{BatchPanic, BatcherNode, BatcherNodeMsg, BatcherNodeState};
 pub use stats::BatcherStats;

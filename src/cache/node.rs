@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::hash::Hash;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use uno_actors::tree::{NodeKind, NodeStats, StatValue, StatsSource};
-use uno_actors::WorkerSpec;
+use uno_actors::{ChildContext, WorkerSpec};
 
 use super::AsyncCache;
 
@@ -50,6 +50,11 @@ pub enum CacheNodeMsg {
 /// The actor hosting an [`AsyncCache`] in the tree. It owns no data: the cache lives
 /// outside it (reads never touch its mailbox) and survives its restarts. It publishes
 /// the cache's stats on its node and purges expired entries periodically.
+///
+/// On a final stop (terminated, or its supervisor or the manager shutting down) it
+/// closes the cache ([`AsyncCache::close`]: in-flight loads and refreshes are aborted,
+/// no new loads start; reads keep working). A stop for a restart leaves the cache, its
+/// entries and its running loads alone.
 pub struct CacheNode<K: Hash + Eq, V> {
     cache: AsyncCache<K, V>,
     purge_every: Duration,
@@ -57,6 +62,7 @@ pub struct CacheNode<K: Hash + Eq, V> {
 
 /// State of a running [`CacheNode`].
 pub struct CacheNodeState {
+    ctx: ChildContext,
     ticker: JoinHandle<()>,
     _stats: Arc<dyn StatsSource>,
 }
@@ -68,17 +74,20 @@ where
 {
     type Msg = CacheNodeMsg;
     type State = CacheNodeState;
-    type Arguments = NodeStats;
+    type Arguments = ChildContext;
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        stats: NodeStats,
+        ctx: ChildContext,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let source: Arc<dyn StatsSource> = Arc::new(CacheStatsSource(self.cache.clone()));
-        stats.attach(Arc::downgrade(&source) as Weak<dyn StatsSource>);
+        let source = self.cache.attach_stats(&ctx.stats());
         let ticker = myself.send_interval(self.purge_every, || CacheNodeMsg::Purge);
-        Ok(CacheNodeState { ticker, _stats: source })
+        Ok(CacheNodeState {
+            ctx,
+            ticker,
+            _stats: source,
+        })
     }
 
     async fn handle(
@@ -97,6 +106,9 @@ where
 
     async fn post_stop(&self, _: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         state.ticker.abort();
+        if state.ctx.stop_is_final() {
+            self.cache.close().await;
+        }
         Ok(())
     }
 }
@@ -110,7 +122,8 @@ where
     /// spawn it with `manager.spawn(spec)` or add it to a supervisor. The node publishes
     /// the cache's stats (hits, misses, hit ratio, loads, load failures, refreshes,
     /// evictions, size...) and purges expired entries every `purge_every`. Reads and
-    /// loads never go through the node's mailbox.
+    /// loads never go through the node's mailbox. A final stop of the node closes the
+    /// cache; a restart does not (see [`CacheNode`]).
     pub fn worker_spec(&self, purge_every: Duration) -> WorkerSpec<CacheNode<K, V>> {
         let cache = self.clone();
         let purge_every = purge_every.max(Duration::from_millis(1));
@@ -120,7 +133,7 @@ where
                     cache: cache.clone(),
                     purge_every,
                 },
-                ctx.stats(),
+                ctx.clone(),
             )
         })
         .kind(NodeKind::Cache)

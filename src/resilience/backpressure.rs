@@ -34,7 +34,7 @@ use tokio::time::Instant;
 use super::error::{ConfigError, Overloaded};
 
 /// Counters of an [`AdmissionGate`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct GateStats {
     /// In-flight capacity.
@@ -235,3 +235,5 @@ impl AdmissionGate {
 pub struct AdmissionPermit {
     _permit: OwnedSemaphorePermit,
 }
+
+crate::sync::stats::node_stats!(AdmissionGate);

@@ -78,7 +78,7 @@ fn decode(s: u8) -> BreakerState {
 }
 
 /// Counters of a [`CircuitBreaker`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct BreakerStats {
     /// The state now.
@@ -542,3 +542,5 @@ impl Drop for BreakerPermit {
         }
     }
 }
+
+crate::sync::stats::node_stats!(CircuitBreaker);

@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Counters of an [`AsyncEvent`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct EventStats {
     /// Whether it is set now.
@@ -169,3 +169,5 @@ impl AsyncEvent {
         set
     }
 }
+
+crate::sync::stats::node_stats!(AsyncEvent);

@@ -27,7 +27,7 @@ use super::error::{ConfigError, SyncError};
 use super::semaphore::SemShared;
 
 /// Counters of a [`Limiter`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct LimiterStats {
     /// The limit.
@@ -169,3 +169,5 @@ impl Limiter {
 pub struct LimiterPermit<'a> {
     _permit: SemaphorePermit<'a>,
 }
+
+crate::sync::stats::node_stats!(Limiter);

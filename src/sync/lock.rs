@@ -142,7 +142,7 @@ pub struct DeadlockEdge {
 }
 
 /// Counters of an [`AsyncLock`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct LockStats {
     /// Successful acquisitions.
@@ -352,16 +352,7 @@ impl<T: ?Sized> AsyncLock<T> {
 
     /// A snapshot of the lock's counters.
     pub fn stats(&self) -> LockStats {
-        let s = &self.shared;
-        LockStats {
-            acquired: s.acquired.load(Ordering::Relaxed),
-            contended: s.contended.load(Ordering::Relaxed),
-            waiting: s.waiting.load(Ordering::Relaxed),
-            timeouts: s.timeouts.load(Ordering::Relaxed),
-            would_deadlock: s.would_deadlock.load(Ordering::Relaxed),
-            deadlocks: s.deadlocks.load(Ordering::Relaxed),
-            held_too_long: s.held_too_long.load(Ordering::Relaxed),
-        }
+        self.shared.stats()
     }
 
     /// A mutable reference to the value, without locking: `&mut self` proves exclusivity.
@@ -611,5 +602,48 @@ impl<T: ?Sized> Drop for AsyncLockGuard<'_, T> {
             }
         }
         // `guard` is dropped after this body: the record says "free" before the lock is.
+    }
+}
+
+/// Publishes a lock's counters and current holder in the tree.
+struct LockStatsSource(Arc<LockShared>);
+
+impl uno_actors::tree::StatsSource for LockStatsSource {
+    fn collect(&self, out: &mut std::collections::BTreeMap<String, uno_actors::tree::StatValue>) {
+        let s = &self.0;
+        crate::sync::stats::collect_prefixed(&s.name, &s.stats(), out);
+        let holder = s.holder().map(|h| h.to_string());
+        out.insert(format!("{}.holder", s.name), holder.into());
+    }
+}
+
+impl<T: ?Sized + Send + Sync + 'static> uno_actors::tree::StatsSource for AsyncLock<T> {
+    fn collect(&self, out: &mut std::collections::BTreeMap<String, uno_actors::tree::StatValue>) {
+        LockStatsSource(self.shared.clone()).collect(out);
+    }
+}
+
+impl<T: ?Sized> AsyncLock<T> {
+    /// Attaches this lock's counters and its current holder to a node's stats, as
+    /// `<name>.<counter>` keys read only when a snapshot is taken. The node holds the
+    /// source weakly: keep the returned handle as long as the stats should show (it
+    /// keeps the lock's bookkeeping alive, not the protected value).
+    pub fn attach_stats(&self, stats: &uno_actors::tree::NodeStats) -> Arc<dyn uno_actors::tree::StatsSource> {
+        crate::sync::stats::attach_source(stats, Arc::new(LockStatsSource(self.shared.clone())))
+    }
+}
+
+impl LockShared {
+    fn stats(&self) -> LockStats {
+        let s = self;
+        LockStats {
+            acquired: s.acquired.load(Ordering::Relaxed),
+            contended: s.contended.load(Ordering::Relaxed),
+            waiting: s.waiting.load(Ordering::Relaxed),
+            timeouts: s.timeouts.load(Ordering::Relaxed),
+            would_deadlock: s.would_deadlock.load(Ordering::Relaxed),
+            deadlocks: s.deadlocks.load(Ordering::Relaxed),
+            held_too_long: s.held_too_long.load(Ordering::Relaxed),
+        }
     }
 }

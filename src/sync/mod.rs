@@ -33,7 +33,7 @@ pub mod limiter;
 pub mod lock;
 pub mod rate_limiter;
 pub mod semaphore;
-mod stats;
+pub(crate) mod stats;
 pub mod timeout;
 
 pub use error::{ConfigError, SyncError, Timeout};

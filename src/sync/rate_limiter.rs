@@ -69,7 +69,7 @@ impl Clock for TokioClock {
 }
 
 /// Counters of a rate limiter.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct RateLimiterStats {
     /// Tokens granted.
@@ -524,5 +524,28 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
             .params
             .acquire_with(n, Some(timeout), &inner.counters, |n| self.check(key, n))
             .await
+    }
+}
+
+crate::sync::stats::node_stats!(RateLimiter);
+
+impl<K> uno_actors::tree::StatsSource for KeyedRateLimiter<K>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    fn collect(&self, out: &mut std::collections::BTreeMap<String, uno_actors::tree::StatValue>) {
+        crate::sync::stats::collect_prefixed(self.name(), &self.stats(), out);
+    }
+}
+
+impl<K> KeyedRateLimiter<K>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    /// Attaches this limiter's counters (summed over its keys) to a node's stats, as
+    /// `<name>.<counter>` keys read only when a snapshot is taken. The node holds the
+    /// source weakly: keep the returned handle as long as the stats should show.
+    pub fn attach_stats(&self, stats: &uno_actors::tree::NodeStats) -> Arc<dyn uno_actors::tree::StatsSource> {
+        crate::sync::stats::attach_source(stats, Arc::new(self.clone()))
     }
 }

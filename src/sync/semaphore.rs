@@ -30,7 +30,7 @@ use tokio::time::Instant;
 use super::error::{ConfigError, SyncError};
 
 /// Counters of an [`AsyncSemaphore`] (also used by [`Limiter`](super::Limiter)).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct SemaphoreStats {
     /// Total permits.
@@ -286,3 +286,5 @@ impl AsyncSemaphorePermit<'_> {
         self.permit.num_permits()
     }
 }
+
+crate::sync::stats::node_stats!(AsyncSemaphore);

@@ -33,3 +33,54 @@ impl ShardedCounter {
         self.shards.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
     }
 }
+
+/// Publishes a primitive's counters in the tree as `<name>.<counter>` keys, so several
+/// primitives attached to one node do not collide.
+pub(crate) fn collect_prefixed<S: serde::Serialize>(
+    name: &str,
+    stats: &S,
+    out: &mut std::collections::BTreeMap<String, uno_actors::tree::StatValue>,
+) {
+    if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(stats) {
+        for (key, value) in fields {
+            out.insert(format!("{name}.{key}"), value);
+        }
+    }
+}
+
+/// Attaches `source` to a node's stats and returns the strong handle the node's weak
+/// reference depends on.
+pub(crate) fn attach_source(
+    stats: &uno_actors::tree::NodeStats,
+    source: std::sync::Arc<dyn uno_actors::tree::StatsSource>,
+) -> std::sync::Arc<dyn uno_actors::tree::StatsSource> {
+    stats.attach(std::sync::Arc::downgrade(&source));
+    source
+}
+
+/// Implements `StatsSource` and `attach_stats` for a cloneable primitive with `name()`
+/// and a serialisable `stats()`.
+macro_rules! node_stats {
+    ($ty:ty) => {
+        impl uno_actors::tree::StatsSource for $ty {
+            fn collect(&self, out: &mut std::collections::BTreeMap<String, uno_actors::tree::StatValue>) {
+                crate::sync::stats::collect_prefixed(self.name(), &self.stats(), out);
+            }
+        }
+
+        impl $ty {
+            /// Attaches this primitive's counters to a node's stats (for example
+            /// `ctx.stats()` of the node using it), as `<name>.<counter>` keys read only
+            /// when a snapshot is taken. The node holds the source weakly: keep the
+            /// returned handle as long as the stats should show (the handle keeps the
+            /// primitive alive).
+            pub fn attach_stats(
+                &self,
+                stats: &uno_actors::tree::NodeStats,
+            ) -> std::sync::Arc<dyn uno_actors::tree::StatsSource> {
+                crate::sync::stats::attach_source(stats, std::sync::Arc::new(self.clone()))
+            }
+        }
+    };
+}
+pub(crate) use node_stats;

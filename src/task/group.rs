@@ -418,6 +418,11 @@ impl<T: Send + 'static> TaskGroup<T> {
         } else {
             make(self.shared.token.child_token())
         };
+        // Locks taken by the task record its leaf's path (or the spawner's node path).
+        let node_path: Option<Arc<str>> = leaf
+            .as_ref()
+            .map(|l| Arc::from(l.path()))
+            .or_else(crate::sync::current_node_path);
         let handle = tokio::spawn(async move {
             let token = &shared.token;
             let mut waited_out = false;
@@ -440,6 +445,12 @@ impl<T: Send + 'static> TaskGroup<T> {
                 if let Some(l) = &leaf {
                     l.running();
                 }
+                let future = async move {
+                    match node_path {
+                        Some(path) => crate::sync::scope_node_path(path, future).await,
+                        None => future.await,
+                    }
+                };
                 let run = AssertUnwindSafe(future).catch_unwind();
                 let caught = if race {
                     tokio::select! {

@@ -85,7 +85,8 @@ impl Actor for TaskActor {
     type Arguments = ChildContext;
 
     async fn pre_start(&self, myself: ActorRef<TaskMsg>, ctx: ChildContext) -> Result<TaskState, ActorProcessingErr> {
-        let future = (self.factory)(ctx.clone());
+        // Locks taken by the task record this node's path as their holder's.
+        let future = crate::sync::scope_node_path(std::sync::Arc::<str>::from(ctx.path()), (self.factory)(ctx.clone()));
         let span = ctx.span();
         let handle = tokio::spawn(
             async move {
