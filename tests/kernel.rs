@@ -215,6 +215,14 @@ async fn one_for_all_stops_siblings_in_reverse_then_restarts_all_in_order() {
     assert_eq!((incarnation(&a).await, incarnation(&b).await), (2, 2));
     // Graceful stops (post_stop ran), reverse order, then starts in order.
     assert_eq!(kit.take(), ["stop:c", "stop:a", "start:a", "start:b", "start:c"]);
+    // Every node of the group was restarted; only b failed.
+    let tree = m.tree();
+    let restarts: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|n| tree.find(&format!("root/g/{n}")).unwrap().restarts)
+        .collect();
+    assert_eq!(restarts, [1, 1, 1]);
+    assert!(tree.find("root/g/a").unwrap().last_error.is_none());
     m.shutdown(Duration::from_secs(5)).await;
 }
 

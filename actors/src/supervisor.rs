@@ -502,6 +502,10 @@ impl SupervisorState {
                     _ => Status::Restarting,
                 };
                 self.ctx.shared().registry.set_status(c.node, st);
+                if c.uid != failed_uid {
+                    // Restarted with the group: a restart of this node too, though not its failure.
+                    self.ctx.shared().registry.update(c.node, |e| e.restarts += 1);
+                }
             }
             let span = tracing::info_span!(parent: None, "uno.node", path = %failed_path);
             span.in_scope(|| tracing::info!(attempt, ?delay, restarting = set.len(), "restart scheduled"));
@@ -562,7 +566,14 @@ impl SupervisorState {
             last_failure,
         };
         tracing::error!(error = %err, "restart intensity exceeded: escalating");
-        self.stop_all(StopPurpose::Escalation).await;
+        // Below the root, the parent decides whether this subtree comes back; at the root
+        // nothing will restart it, so the stop is final.
+        let purpose = if self.is_root {
+            StopPurpose::Shutdown
+        } else {
+            StopPurpose::Escalation
+        };
+        self.stop_all(purpose).await;
         self.ctx.cancel_token().cancel();
         let id = self.ctx.id();
         self.registry().set_error(id, err.to_string());
