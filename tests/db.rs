@@ -501,12 +501,8 @@ async fn a_terminated_backend_loses_nothing_and_the_pool_recovers() {
         .unwrap()
         .get(0);
     assert_eq!(n, 0, "no partial write");
-    let node = manager.tree().find("root/db").cloned().unwrap();
-    assert!(
-        node.stats["pool.closed_broken"].as_u64().unwrap() >= 1,
-        "{:?}",
-        node.stats
-    );
+    let node = manager.tree().find("root/db/pool").cloned().unwrap();
+    assert!(node.stats["closed_broken"].as_u64().unwrap() >= 1, "{:?}", node.stats);
     manager.shutdown(Duration::from_secs(5)).await;
     schema.drop_now().await;
 }
@@ -607,7 +603,7 @@ async fn sessions_are_tracked_in_the_tree_and_leaks_reported() {
     let db = Db::start(&manager, "db", cfg).await.unwrap();
     let leaked = db.session().await.unwrap();
     let line = line!() - 1;
-    let path = format!("root/db/session-{}", leaked.id());
+    let path = format!("root/db/sessions/session-{}", leaked.id());
     let node = manager
         .tree()
         .find(&path)
@@ -623,7 +619,7 @@ async fn sessions_are_tracked_in_the_tree_and_leaks_reported() {
     assert_eq!(report.len(), 1);
     assert_eq!(report[0].id, leaked.id());
     assert!(report[0].opened_where.ends_with(&format!("tests/db.rs:{line}")));
-    let stats = manager.tree().find("root/db").cloned().unwrap().stats;
+    let stats = manager.tree().find("root/db/sessions").cloned().unwrap().stats;
     assert_eq!(stats["sessions.leaked"], 1, "{stats:?}");
     assert_eq!(stats["sessions.open"], 1);
 

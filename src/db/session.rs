@@ -23,7 +23,7 @@
 //! let mut session = db.session().await?;
 //! let n: i64 = session.query_one("SELECT count(*) FROM pg_class WHERE relkind = $1", &[&"r"]).await?.get(0);
 //! assert!(n > 0);
-//! println!("{}", manager.tree()); // root/db/session-1 while the session is open
+//! println!("{}", manager.tree()); // root/db/sessions/session-1 while the session is open
 //! drop(session);
 //! manager.shutdown(std::time::Duration::from_secs(5)).await;
 //! # Ok(())
@@ -275,7 +275,6 @@ impl StatsSource for FactoryInner {
             "sessions.leaked".into(),
             self.leaks_reported.load(Ordering::Relaxed).into(),
         );
-        self.pool.collect(out);
     }
 }
 
