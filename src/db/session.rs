@@ -1,8 +1,8 @@
 //! [`SessionFactory`] and [`Session`]: a checked-out connection with a tracking record.
 //!
 //! A session records its id, when and where it was opened (`#[track_caller]`), the statement
-//! it is running and whether it is in a transaction; live sessions are leaves of their `Db`
-//! node in the tree, and [`SessionFactory::leak_report`] lists those open longer than the
+//! it is running and whether it is in a transaction; live sessions are leaves of their `Db`'s
+//! `sessions` node in the tree, and [`SessionFactory::leak_report`] lists those open longer than the
 //! configured threshold with where they were opened. At most `max_sessions` are open at once;
 //! opening one more waits up to `session_timeout`, then fails naming the limit.
 //!
