@@ -152,8 +152,10 @@ fn benches(c: &mut Criterion) {
     });
     g.finish();
 
+    // One INSERT per row is 10,000 round trips per iteration (about a second): flat sampling
+    // with 10 samples keeps this group to a few dozen iterations in all.
     let mut g = c.benchmark_group("db/insert_10k");
-    g.sample_size(10);
+    g.sample_size(10).sampling_mode(criterion::SamplingMode::Flat);
     g.bench_function("uno_insert_batched", |b| {
         b.to_async(&rt).iter_custom(|iters| {
             let (db, table) = (db.clone(), table.clone());
