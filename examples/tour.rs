@@ -338,9 +338,121 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("== 4b. a cache, a batcher and a pool under load, with their stats in the tree\n");
     resources_under_load(&manager).await?;
 
+    database(&manager).await?;
+
     println!("== 5. orderly shutdown: reverse start order, depth first\n");
     let report = manager.shutdown(Duration::from_secs(5)).await;
     print!("{report}");
     println!("manager exit: {:?}", manager.wait().await);
+    Ok(())
+}
+
+/// The database layer, when a PostgreSQL answers at `DATABASE_URL` (default
+/// `postgres://postgres@127.0.0.1:5432/test`): a session, a transaction rolled back on error,
+/// batched inserts, a cached query and the database subtree. Skipped, saying so, otherwise.
+async fn database(manager: &AsyncManager) -> Result<(), Box<dyn std::error::Error>> {
+    use uno_runtime::db::{Db, DbConfig, DbError, InsertRow, Param};
+
+    println!("== the database: sessions, transactions, batched inserts, cached queries\n");
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let config = DbConfig::from_url(&url)?
+        .application_name("uno-tour")
+        .connect_timeout(Duration::from_secs(2))
+        .connect_attempts(1);
+    let target = config.to_string();
+    let db = match Db::start(manager, "db", config).await {
+        Ok(db) => db,
+        Err(e) => {
+            println!("no database answers at {target} ({e}): skipped the database part of the tour\n");
+            return Ok(());
+        }
+    };
+    let table = format!(
+        "uno_tour_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis()
+    );
+    let mut session = db.session().await?;
+    session
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (id serial PRIMARY KEY, name text NOT NULL)"
+        ))
+        .await?;
+    let version: String = session.query_one("SELECT version()", &[]).await?.get(0);
+    println!(
+        "session #{} query: {}",
+        session.id(),
+        version.split(',').next().unwrap_or("")
+    );
+
+    let insert = format!("INSERT INTO {table} (name) VALUES ($1)");
+    let outcome: Result<(), DbError> = session
+        .transaction(|tx| {
+            Box::pin(async move {
+                tx.execute(&insert, &[&"ada"]).await?;
+                tx.execute("SELECT 1 / 0", &[]).await?;
+                Ok(())
+            })
+        })
+        .await;
+    let count = format!("SELECT count(*) FROM {table}");
+    let n: i64 = session.query_one(&count, &[]).await?.get(0);
+    if let Err(e) = outcome {
+        println!("transaction failed ({e}), rolled back: {n} rows");
+    }
+    drop(session);
+
+    let names = ["grace", "edsger", "barbara", "tony", "leslie"];
+    let rows = futures::future::join_all(
+        names
+            .iter()
+            .map(|name| db.insert_batched(&table, InsertRow::new().set("name", name.to_string()))),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for (name, row) in names.iter().zip(rows) {
+        ids.push(format!("{name}={}", row?.get::<_, i32>("id")));
+    }
+    println!("batched inserts, each caller got its own row: {}", ids.join(" "));
+
+    for attempt in ["miss", "hit"] {
+        let params: Vec<Param> = Vec::new();
+        let rows = db.query_cached(&count, params, Duration::from_secs(30)).await?;
+        println!("cached query ({attempt}): {} rows", rows[0].get::<_, i64>(0));
+    }
+
+    println!("\nthe database subtree:");
+    let tree = manager.tree();
+    if let Some(node) = tree.find(db.path()) {
+        let keep = [
+            "size",
+            "idle",
+            "in_use",
+            "sessions.open",
+            "sessions.opened",
+            "hits",
+            "misses",
+            "batches",
+            "submitted",
+        ];
+        for n in node.iter() {
+            let depth = n.path.matches('/').count().saturating_sub(1);
+            let stats: Vec<String> = n
+                .stats
+                .iter()
+                .filter(|(k, _)| keep.contains(&k.as_str()))
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            println!("{}{} [{}] {}", "  ".repeat(depth), n.path, n.kind, stats.join(" "));
+        }
+    }
+    db.session()
+        .await?
+        .batch_execute(&format!("DROP TABLE {table}"))
+        .await?;
+    db.flush().await;
+    println!();
     Ok(())
 }

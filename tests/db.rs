@@ -368,7 +368,7 @@ async fn a_serialization_failure_is_retried() {
         tasks.push(tokio::spawn(async move {
             let mut s = db.session().await.unwrap();
             let first = Arc::new(AtomicU32::new(0));
-            s.retry_transaction(
+            s.retry_transaction_with(
                 &policy,
                 TxOptions::new().isolation(IsolationLevel::Serializable),
                 |tx| {
@@ -408,6 +408,69 @@ async fn a_serialization_failure_is_retried() {
         .unwrap()
         .get(0);
     assert_eq!(on_call, 1);
+    manager.shutdown(Duration::from_secs(5)).await;
+    schema.drop_now().await;
+}
+
+#[tokio::test]
+async fn retry_transaction_commits_and_does_not_retry_other_errors() {
+    let Some(schema) = Schema::create("retry_tx").await else {
+        return;
+    };
+    let t = schema.t("counters");
+    schema
+        .admin
+        .batch_execute(&format!(
+            "CREATE TABLE {t} (id int PRIMARY KEY, n int); INSERT INTO {t} VALUES (1, 0)"
+        ))
+        .await
+        .unwrap();
+    let manager = manager().await;
+    let db = Db::start(&manager, "db", config("uno-retry-tx")).await.unwrap();
+    let policy = RetryPolicy::<DbError>::builder()
+        .max_attempts(5)
+        .backoff(Backoff::constant(Duration::from_millis(5)).unwrap())
+        .build()
+        .unwrap();
+    let mut s = db.session().await.unwrap();
+    let n: i32 = s
+        .retry_transaction(&policy, |tx| {
+            let t = t.clone();
+            Box::pin(async move {
+                tx.execute(&format!("UPDATE {t} SET n = n + 1 WHERE id = 1"), &[])
+                    .await?;
+                Ok(tx
+                    .query_one(&format!("SELECT n FROM {t} WHERE id = 1"), &[])
+                    .await?
+                    .get(0))
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let attempts = AtomicU32::new(0);
+    let err = s
+        .retry_transaction(&policy, |tx| {
+            attempts.fetch_add(1, Ordering::SeqCst);
+            let t = t.clone();
+            Box::pin(async move {
+                tx.execute(&format!("UPDATE {t} SET n = n + 1 WHERE id = 1"), &[])
+                    .await?;
+                tx.execute("SELECT 1/0", &[]).await
+            })
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("22012"), "{err}");
+    assert_eq!(attempts.load(Ordering::SeqCst), 1, "a division by zero is not retried");
+    assert!(!s.in_transaction());
+    let n: i32 = s
+        .query_one(&format!("SELECT n FROM {t} WHERE id = 1"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "the failed attempt was rolled back");
+    drop(s);
     manager.shutdown(Duration::from_secs(5)).await;
     schema.drop_now().await;
 }
@@ -501,12 +564,8 @@ async fn a_terminated_backend_loses_nothing_and_the_pool_recovers() {
         .unwrap()
         .get(0);
     assert_eq!(n, 0, "no partial write");
-    let node = manager.tree().find("root/db").cloned().unwrap();
-    assert!(
-        node.stats["pool.closed_broken"].as_u64().unwrap() >= 1,
-        "{:?}",
-        node.stats
-    );
+    let node = manager.tree().find("root/db/pool").cloned().unwrap();
+    assert!(node.stats["closed_broken"].as_u64().unwrap() >= 1, "{:?}", node.stats);
     manager.shutdown(Duration::from_secs(5)).await;
     schema.drop_now().await;
 }
@@ -607,7 +666,7 @@ async fn sessions_are_tracked_in_the_tree_and_leaks_reported() {
     let db = Db::start(&manager, "db", cfg).await.unwrap();
     let leaked = db.session().await.unwrap();
     let line = line!() - 1;
-    let path = format!("root/db/session-{}", leaked.id());
+    let path = format!("root/db/sessions/session-{}", leaked.id());
     let node = manager
         .tree()
         .find(&path)
@@ -623,7 +682,7 @@ async fn sessions_are_tracked_in_the_tree_and_leaks_reported() {
     assert_eq!(report.len(), 1);
     assert_eq!(report[0].id, leaked.id());
     assert!(report[0].opened_where.ends_with(&format!("tests/db.rs:{line}")));
-    let stats = manager.tree().find("root/db").cloned().unwrap().stats;
+    let stats = manager.tree().find("root/db/sessions").cloned().unwrap().stats;
     assert_eq!(stats["sessions.leaked"], 1, "{stats:?}");
     assert_eq!(stats["sessions.open"], 1);
 

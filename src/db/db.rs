@@ -1,11 +1,21 @@
-//! [`Db`]: the supervised database node and its facade.
+//! [`Db`]: the supervised database subtree and its facade.
 //!
-//! `Db::start` spawns a node of kind `db` under the manager's root. Its start opens the first
-//! connection (retrying transient failures, failing at once on permanent ones, with the
-//! server's message) and builds the pool; the node publishes the pool's and the sessions'
-//! stats in the tree, lists live sessions as its leaves and reports sessions open longer than
-//! the leak threshold. Stopping the node cancels every session's running statement on the
-//! server and refuses new sessions.
+//! `Db::start` opens the first connection (retrying transient failures, failing at once on
+//! permanent ones, with the server's message), then spawns a supervisor of kind `db` under the
+//! manager's root (`rest_for_one`):
+//!
+//! ```text
+//! root/db                    [db]        the subtree
+//!   root/db/pool             [pool]      the AsyncResourcePool: size, idle, in_use, closed_broken, ...
+//!   root/db/sessions         [sessions]  sessions.open, sessions.limit, sessions.leaked, ...
+//!     root/db/sessions/session-1 [session]  one leaf per live session: opened_where, statement, ...
+//!   root/db/cache-30000ms    [cache]     one per `query_cached` TTL: hits, misses, hit_ratio, ...
+//!   root/db/insert events(kind) [batcher] one per `insert_batched` table and columns
+//! ```
+//!
+//! The `sessions` node reports sessions open longer than the leak threshold. Stopping the
+//! subtree cancels every session's running statement on the server, refuses new sessions and
+//! closes the pool.
 //!
 //! ```no_run
 //! use uno_runtime::actors::{AsyncManager, ManagerConfig};
@@ -17,19 +27,22 @@
 //! let mut s = db.session().await?;
 //! let one: i32 = s.query_one("SELECT 1", &[]).await?.get(0);
 //! assert_eq!(one, 1);
-//! let node = manager.tree().find("root/db").cloned();
-//! assert!(node.is_some_and(|n| n.stats.contains_key("pool.connections")));
+//! let pool = manager.tree().find("root/db/pool").cloned();
+//! assert!(pool.is_some_and(|n| n.stats.contains_key("in_use")));
 //! # drop(s);
 //! manager.shutdown(std::time::Duration::from_secs(5)).await;
 //! # Ok(())
 //! # }
 //! ```
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use uno_actors::{AsyncManager, ChildContext, NodeKind, Restart, StatsSource, SupervisedRef, WorkerSpec};
+use uno_actors::{
+    AsyncManager, ChildContext, NodeKind, Restart, StatsSource, Strategy, SupervisedRef, SupervisorRef, SupervisorSpec,
+    WorkerSpec,
+};
 
 use super::config::DbConfig;
 use super::error::DbError;
@@ -38,15 +51,15 @@ use super::group::{SessionOperationGroup, TxOp};
 use super::pool::DbPool;
 use super::session::{Session, SessionFactory};
 
-/// What a `Db` handle shares with its node's current incarnation.
+/// What a `Db` handle shares with its `sessions` node's current incarnation.
 #[derive(Default)]
 struct Slot {
     factory: RwLock<Option<SessionFactory>>,
-    start_error: Mutex<Option<DbError>>,
 }
 
-/// The database node's actor. It has no messages; its work is its start (connect, pool), its
-/// leak checks and its stop (refuse sessions, cancel their statements).
+/// The actor of a `Db`'s `sessions` node. It has no messages; its work is its start (the
+/// session factory on the pool), its leak checks and its stop (refuse sessions, cancel their
+/// statements).
 pub struct DbNode;
 
 /// The state of a running [`DbNode`].
@@ -60,6 +73,7 @@ pub struct DbNodeState {
 pub struct DbNodeArgs {
     ctx: ChildContext,
     config: Arc<DbConfig>,
+    pool: DbPool,
     slot: Arc<Slot>,
 }
 
@@ -69,15 +83,12 @@ impl Actor for DbNode {
     type Arguments = DbNodeArgs;
 
     async fn pre_start(&self, _me: ActorRef<()>, args: DbNodeArgs) -> Result<DbNodeState, ActorProcessingErr> {
-        let DbNodeArgs { ctx, config, slot } = args;
-        let pool = match DbPool::start(ctx.path(), config.clone()).await {
-            Ok(pool) => pool,
-            Err(e) => {
-                let message = e.to_string();
-                *slot.start_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                return Err(message.into());
-            }
-        };
+        let DbNodeArgs {
+            ctx,
+            config,
+            pool,
+            slot,
+        } = args;
         let factory = SessionFactory::new(pool, config.clone(), ctx.clone());
         let stats: Arc<dyn StatsSource> = factory.inner.clone();
         ctx.stats().attach(Arc::downgrade(&stats));
@@ -117,13 +128,16 @@ impl Actor for DbNode {
     }
 }
 
-/// A handle on a database node: sessions, transactions, groups. Cheap to clone; it follows the
-/// node across restarts.
+/// A handle on a database subtree: sessions, transactions, groups, cached queries and batched
+/// inserts. Cheap to clone; it follows the nodes across restarts.
 #[derive(Clone)]
 pub struct Db {
     slot: Arc<Slot>,
     path: Arc<str>,
-    node: SupervisedRef<()>,
+    node: SupervisorRef,
+    sessions: SupervisedRef<()>,
+    pool: DbPool,
+    config: Arc<DbConfig>,
     manager: AsyncManager,
     facade: Arc<Facade>,
 }
@@ -135,56 +149,72 @@ impl std::fmt::Debug for Db {
 }
 
 impl Db {
-    /// The node's spec (kind `db`, restarted when it fails), to place it under a supervisor of
-    /// your own, and the handle that will reach it once started.
+    /// The subtree's spec (a `rest_for_one` supervisor of kind `db` named `name`, with the
+    /// children `pool` and `sessions`), to place it under a supervisor of your own, and the
+    /// handle that will reach it once started. Started this way, nothing connects before the
+    /// pool's first checkout (use [`start`](Self::start) to fail early on a bad password or an
+    /// unknown database).
     ///
     /// # Errors
     /// [`DbError::Config`] when `config` is invalid.
-    pub fn spec(manager: &AsyncManager, name: &str, config: DbConfig) -> Result<(WorkerSpec<DbNode>, Db), DbError> {
+    pub fn spec(manager: &AsyncManager, name: &str, config: DbConfig) -> Result<(SupervisorSpec, Db), DbError> {
         config.validate()?;
         let config = Arc::new(config);
+        let path: Arc<str> = format!("{}/{name}", manager.name()).into();
         let slot = Arc::new(Slot::default());
-        let factory_slot = slot.clone();
-        let spec = WorkerSpec::new(name, move |ctx: &ChildContext| {
+        let (pool_spec, pool) = DbPool::spec(&path, config.clone())?;
+        let (node_config, node_pool, node_slot) = (config.clone(), pool.clone(), slot.clone());
+        let sessions = WorkerSpec::new("sessions", move |ctx: &ChildContext| {
             (
                 DbNode,
                 DbNodeArgs {
                     ctx: ctx.clone(),
-                    config: config.clone(),
-                    slot: factory_slot.clone(),
+                    config: node_config.clone(),
+                    pool: node_pool.clone(),
+                    slot: node_slot.clone(),
                 },
             )
         })
-        .kind(NodeKind::Db)
-        .restart(Restart::Permanent);
+        .kind(NodeKind::Other("sessions".into()));
+        let sessions_ref = sessions.reference();
+        let spec = SupervisorSpec::new(name)
+            .kind(NodeKind::Db)
+            .strategy(Strategy::RestForOne)
+            .restart(Restart::Permanent)
+            .child(pool_spec)
+            .child(sessions);
         let node = spec.reference();
         let db = Db {
             slot,
-            path: format!("{}/{name}", manager.name()).into(),
+            path,
             node,
+            sessions: sessions_ref,
+            pool,
+            config,
             manager: manager.clone(),
             facade: Arc::default(),
         };
         Ok((spec, db))
     }
 
-    /// Starts a database node named `name` under the manager's root.
+    /// Opens the first connection, then starts the database subtree named `name` under the
+    /// manager's root; the pool's first checkout uses that connection.
     ///
     /// # Cancel safety
-    /// Not cancel safe: dropping the future may leave the node starting in the tree.
+    /// Not cancel safe: dropping the future may leave the subtree starting in the tree.
     ///
     /// # Errors
     /// [`DbError::Config`], or the first connection's [`DbError::Connect`] (permanent failures
     /// at once, transient ones after the configured attempts), with the server's message and
-    /// without the password.
+    /// without the password; [`DbError::Component`] when the subtree could not start.
     pub async fn start(manager: &AsyncManager, name: &str, config: DbConfig) -> Result<Db, DbError> {
         let (spec, db) = Self::spec(manager, name, config)?;
-        if let Err(e) = manager.spawn(spec).await {
-            let start_error = db.slot.start_error.lock().unwrap_or_else(|p| p.into_inner()).take();
-            return Err(start_error.unwrap_or_else(|| DbError::Component {
+        db.pool.preconnect(&db.config).await?;
+        if let Err(e) = manager.spawn_supervisor(spec).await {
+            return Err(DbError::Component {
                 component: db.path.to_string(),
                 message: e.to_string(),
-            }));
+            });
         }
         Ok(db)
     }
@@ -205,14 +235,19 @@ impl Db {
         self.facade.shutdown().await;
     }
 
-    /// The node's path, like `root/db`.
+    /// The subtree's path, like `root/db`.
     pub fn path(&self) -> &str {
         &self.path
     }
 
-    /// The node's address.
-    pub fn node(&self) -> &SupervisedRef<()> {
+    /// The subtree's supervisor.
+    pub fn node(&self) -> &SupervisorRef {
         &self.node
+    }
+
+    /// The address of the `sessions` node (its token cancels every session's statements).
+    pub fn sessions_node(&self) -> &SupervisedRef<()> {
+        &self.sessions
     }
 
     /// The manager the node belongs to.
@@ -223,7 +258,7 @@ impl Db {
     /// The session factory of the node's current incarnation.
     ///
     /// # Errors
-    /// [`DbError::Closed`] while the node is not running.
+    /// [`DbError::Closed`] while the `sessions` node is not running.
     pub fn factory(&self) -> Result<SessionFactory, DbError> {
         self.slot
             .factory

@@ -213,14 +213,34 @@ impl DbError {
 
 /// Shortens a statement for messages and the tree.
 pub(crate) fn short_sql(sql: &str) -> String {
+    let mut out = String::new();
+    push_short_sql(&mut out, sql);
+    out
+}
+
+/// Appends `sql` on one line (whitespace runs become one space), cut at 120 bytes with `…`,
+/// without allocating beyond `out`'s growth.
+pub(crate) fn push_short_sql(out: &mut String, sql: &str) {
     const MAX: usize = 120;
-    let one_line: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.len() <= MAX {
-        return one_line;
+    let start = out.len();
+    for (i, word) in sql.split_whitespace().enumerate() {
+        if i > 0 {
+            if out.len() - start >= MAX {
+                out.push('…');
+                return;
+            }
+            out.push(' ');
+        }
+        let room = MAX.saturating_sub(out.len() - start);
+        if word.len() > room {
+            let mut end = room;
+            while !word.is_char_boundary(end) {
+                end -= 1;
+            }
+            out.push_str(&word[..end]);
+            out.push('…');
+            return;
+        }
+        out.push_str(word);
     }
-    let mut end = MAX;
-    while !one_line.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &one_line[..end])
 }

@@ -145,7 +145,7 @@ impl Db {
     /// The statement's [`DbError`] (shared by every waiter of that load, as
     /// [`DbError::Shared`]), or [`DbError::Config`] for a zero `ttl`.
     pub async fn query_cached(&self, sql: &str, params: Vec<Param>, ttl: Duration) -> Result<CachedRows, DbError> {
-        let cache = self.cache_for(ttl)?;
+        let cache = self.cache_for(ttl).await?;
         let mut key = sql.to_string();
         let _ = write!(key, "\u{1f}{params:?}");
         let db = self.clone();
@@ -170,23 +170,42 @@ impl Db {
             .sum()
     }
 
-    fn cache_for(&self, ttl: Duration) -> Result<AsyncCache<String, CachedRows>, DbError> {
+    async fn cache_for(&self, ttl: Duration) -> Result<AsyncCache<String, CachedRows>, DbError> {
         if ttl.is_zero() {
             return Err(DbError::Config("query_cached needs a positive ttl".into()));
         }
         if let Some(c) = self.facade().caches.get(&ttl) {
             return Ok(c.clone());
         }
-        let entry = self.facade().caches.entry(ttl).or_try_insert_with(|| {
-            AsyncCache::builder(format!("{}/cache-{}ms", self.path(), ttl.as_millis()))
-                .ttl(ttl)
-                .max_capacity(10_000)
-                .refresh_before(ttl / 5)
-                .max_stale(ttl)
-                .build()
-                .map_err(|e| DbError::Config(format!("query cache: {e}")))
-        })?;
-        Ok(entry.clone())
+        let mut created = false;
+        let cache = self
+            .facade()
+            .caches
+            .entry(ttl)
+            .or_try_insert_with(|| {
+                created = true;
+                AsyncCache::builder(format!("cache-{}ms", ttl.as_millis()))
+                    .ttl(ttl)
+                    .max_capacity(10_000)
+                    .refresh_before(ttl / 5)
+                    .max_stale(ttl)
+                    .build()
+                    .map_err(|e| DbError::Config(format!("query cache: {e}")))
+            })?
+            .clone();
+        if created {
+            let purge_every = ttl.clamp(Duration::from_millis(100), Duration::from_secs(60));
+            self.add_node(cache.worker_spec(purge_every).into()).await;
+        }
+        Ok(cache)
+    }
+
+    /// Shows a facade component as a child of the subtree's supervisor. The component works
+    /// without its node, so a failure here (the subtree stopping) is only logged.
+    async fn add_node(&self, spec: uno_actors::ChildSpec) {
+        if let Err(e) = self.node().start_child(spec).await {
+            tracing::debug!(db = %self.path(), error = %e, "could not add a facade node to the tree");
+        }
     }
 
     /// Inserts one row through a batcher for `table` and the row's columns: concurrent calls
@@ -209,15 +228,24 @@ impl Db {
             )));
         }
         let key = format!("{table}({})", row.columns.join(","));
-        let batcher = match self.facade().batchers.get(&key) {
-            Some(b) => b.clone(),
+        let existing = self.facade().batchers.get(&key).map(|b| b.clone());
+        let batcher = match existing {
+            Some(b) => b,
             None => {
+                let mut created = false;
                 let b = self
                     .facade()
                     .batchers
                     .entry(key.clone())
-                    .or_try_insert_with(|| self.build_batcher(&key, table, &row.columns))?;
-                b.clone()
+                    .or_try_insert_with(|| {
+                        created = true;
+                        self.build_batcher(&key, table, &row.columns)
+                    })?
+                    .clone();
+                if created {
+                    self.add_node(b.worker_spec().into()).await;
+                }
+                b
             }
         };
         batcher.submit(row.values).await.map_err(from_batch)
@@ -228,7 +256,7 @@ impl Db {
         let head = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
         let width = columns.len();
         let db = self.clone();
-        AsyncBatcher::builder(format!("{}/insert {key}", self.path()))
+        AsyncBatcher::builder(format!("insert {key}"))
             .max_batch_size(max_rows)
             .max_wait(Duration::from_millis(2))
             .max_concurrent(4)

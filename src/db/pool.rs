@@ -1,30 +1,35 @@
-//! The connection pool behind a [`Db`](super::Db), kept behind one small type so that it can
-//! move onto the runtime's `AsyncResourcePool` without touching sessions.
+//! The connection pool of a [`Db`](super::Db): the runtime's [`AsyncResourcePool`] node
+//! (`root/db/pool` in the tree, with its stats) over a bb8 manager of our own.
 //!
-//! bb8 with our own [`ManageConnection`]: a connection carries its statement cache, its cancel
-//! token and a discard flag, which `bb8_postgres::PostgresConnectionManager` (a bare `Client`)
-//! cannot. Checkouts are not tested (`test_on_check_out = false`): a connection is checked when
-//! it comes back instead ([`ManageConnection::has_broken`]), and one that is closed, marked
-//! broken or still inside a transaction is discarded and replaced.
+//! Our [`ManageConnection`] hands out [`PgConnection`]s: a connection carries its statement
+//! cache, its cancel token and a discard flag, which `bb8_postgres::PostgresConnectionManager`
+//! (a bare `Client`) cannot. Checkouts are not tested (`test_on_check_out = false`, the
+//! `AsyncResourcePool` default): a connection is checked when it comes back instead
+//! ([`ManageConnection::has_broken`]), and one that is closed, marked broken or still inside a
+//! transaction is discarded and replaced. Idle connections are validated in the background by
+//! the pool node.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use bb8::{ErrorSink, ManageConnection, PooledConnection, RunError};
+use bb8::ManageConnection;
 use bb8_postgres::PostgresConnectionManager;
 use tokio_postgres::NoTls;
-use uno_actors::{StatValue, StatsSource};
+use uno_actors::WorkerSpec;
 
 use super::config::DbConfig;
 use super::connect::{connect_with, PgConnection};
 use super::error::{DbError, ServerError};
+use crate::resource::{AsyncResourcePool, PoolActor, PoolConfig, PoolGuard, ResourceError};
 
 type LastError = Arc<Mutex<Option<ServerError>>>;
+type Preconnected = Arc<Mutex<Option<PgConnection>>>;
 
 /// bb8's view of how to open and check connections.
 pub(crate) struct PgManager {
     inner: PostgresConnectionManager<NoTls>,
     config: Arc<DbConfig>,
+    last_error: LastError,
+    preconnected: Preconnected,
 }
 
 impl ManageConnection for PgManager {
@@ -32,7 +37,17 @@ impl ManageConnection for PgManager {
     type Error = DbError;
 
     async fn connect(&self) -> Result<PgConnection, DbError> {
-        connect_with(&self.inner, &self.config).await
+        let first = self.preconnected.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(conn) = first {
+            if !conn.is_broken() {
+                return Ok(conn);
+            }
+        }
+        connect_with(&self.inner, &self.config).await.inspect_err(|e| {
+            if let DbError::Connect { error, .. } = e {
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.clone());
+            }
+        })
     }
 
     async fn is_valid(&self, conn: &mut PgConnection) -> Result<(), DbError> {
@@ -53,103 +68,95 @@ impl ManageConnection for PgManager {
     }
 }
 
-#[derive(Clone)]
-struct Sink(LastError);
-
-impl std::fmt::Debug for Sink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Sink")
-    }
-}
-
-impl ErrorSink<DbError> for Sink {
-    fn sink(&self, error: DbError) {
-        tracing::warn!(%error, "database pool could not open a connection");
-        if let DbError::Connect { error, .. } = error {
-            *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
-        }
-    }
-
-    fn boxed_clone(&self) -> Box<dyn ErrorSink<DbError>> {
-        Box::new(self.clone())
-    }
-}
-
 /// A checked-out connection.
-pub(crate) type PooledConn = PooledConnection<'static, PgManager>;
+pub(crate) type PooledConn = PoolGuard<PgManager>;
 
-/// The pool of one `Db` node.
+/// The spec of a `Db`'s pool node.
+pub(crate) type PoolSpec = WorkerSpec<PoolActor<PgManager>>;
+
+/// The pool of one `Db` subtree: the handle of its `AsyncResourcePool` node.
 #[derive(Clone)]
 pub(crate) struct DbPool {
-    pool: bb8::Pool<PgManager>,
-    path: Arc<str>,
+    pool: AsyncResourcePool<PgManager>,
+    db_path: Arc<str>,
     last_error: LastError,
+    preconnected: Preconnected,
 }
 
 impl DbPool {
-    /// Opens the first connection (retrying transient failures, failing at once on permanent
-    /// ones) and builds the pool around it; `min_idle` fills in the background.
-    pub(crate) async fn start(path: &str, config: Arc<DbConfig>) -> Result<Self, DbError> {
-        let inner = PostgresConnectionManager::new(config.pg_config(), NoTls);
-        let first = connect_with(&inner, &config).await?;
+    /// The pool node's spec (named `pool`) and its handle. Nothing connects yet.
+    pub(crate) fn spec(db_path: &str, config: Arc<DbConfig>) -> Result<(PoolSpec, Self), DbError> {
+        let pool_config = PoolConfig {
+            max_size: config.max_connections,
+            min_idle: config.min_idle,
+            max_lifetime: config.max_lifetime,
+            idle_timeout: config.idle_timeout,
+            acquire_timeout: config.acquire_timeout,
+            test_on_check_out: false,
+            leak_threshold: Some(config.leak_threshold),
+            ..PoolConfig::default()
+        };
         let last_error: LastError = Arc::default();
-        let pool = bb8::Pool::builder()
-            .max_size(config.max_connections)
-            .min_idle(config.min_idle)
-            .test_on_check_out(false)
-            .retry_connection(false)
-            .connection_timeout(config.acquire_timeout)
-            .idle_timeout(config.idle_timeout)
-            .max_lifetime(config.max_lifetime)
-            .error_sink(Box::new(Sink(last_error.clone())))
-            .build_unchecked(PgManager {
-                inner,
+        let preconnected: Preconnected = Arc::default();
+        let (errors, first) = (last_error.clone(), preconnected.clone());
+        let (spec, pool) = AsyncResourcePool::spec(
+            "pool",
+            move |_| PgManager {
+                inner: PostgresConnectionManager::new(config.pg_config(), NoTls),
                 config: config.clone(),
-            });
-        // Only fails when the pool is full, which a new pool is not; a failure just drops it.
-        let _ = pool.add(first);
-        Ok(Self {
-            pool,
-            path: path.into(),
-            last_error,
-        })
+                last_error: errors.clone(),
+                preconnected: first.clone(),
+            },
+            pool_config,
+        )
+        .map_err(|e| DbError::Config(e.to_string()))?;
+        Ok((
+            spec,
+            Self {
+                pool,
+                db_path: db_path.into(),
+                last_error,
+                preconnected,
+            },
+        ))
+    }
+
+    /// Opens the first connection (retrying transient failures, failing at once on permanent
+    /// ones, with the server's message) and keeps it for the pool's first connect.
+    pub(crate) async fn preconnect(&self, config: &DbConfig) -> Result<(), DbError> {
+        let inner = PostgresConnectionManager::new(config.pg_config(), NoTls);
+        let conn = connect_with(&inner, config).await?;
+        *self.preconnected.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn);
+        Ok(())
     }
 
     /// A connection, waiting at most the acquire timeout.
-    pub(crate) async fn get(&self) -> Result<PooledConn, DbError> {
+    #[track_caller]
+    pub(crate) fn get(&self) -> impl std::future::Future<Output = Result<PooledConn, DbError>> + Send + '_ {
         let started = tokio::time::Instant::now();
-        match self.pool.get_owned().await {
-            Ok(conn) => Ok(conn),
-            Err(RunError::User(e)) => Err(e),
-            Err(RunError::TimedOut) => {
-                let state = self.pool.state();
-                Err(DbError::PoolTimeout {
-                    pool: self.path.to_string(),
+        let acquire = self.pool.acquire();
+        async move {
+            acquire.await.map_err(|e| match e {
+                ResourceError::AcquireTimeout { pool, size, idle, .. } => DbError::PoolTimeout {
+                    pool,
                     waited: started.elapsed(),
-                    size: state.connections,
-                    idle: state.idle_connections,
+                    size,
+                    idle,
                     last_connect_error: self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-                })
-            }
+                },
+                ResourceError::PoolClosed { .. } => DbError::Closed {
+                    db: self.db_path.to_string(),
+                },
+                other => DbError::Component {
+                    component: self.pool.path(),
+                    message: other.to_string(),
+                },
+            })
         }
     }
 
+    /// The `Db` subtree's path, like `root/db`.
     pub(crate) fn path(&self) -> &str {
-        &self.path
-    }
-}
-
-impl StatsSource for DbPool {
-    fn collect(&self, out: &mut BTreeMap<String, StatValue>) {
-        let state = self.pool.state();
-        let s = &state.statistics;
-        out.insert("pool.connections".into(), state.connections.into());
-        out.insert("pool.idle".into(), state.idle_connections.into());
-        out.insert("pool.max".into(), self.pool.config().max_size.into());
-        out.insert("pool.gets".into(), s.get_started.into());
-        out.insert("pool.gets_waited".into(), s.get_waited.into());
-        out.insert("pool.gets_timed_out".into(), s.get_timed_out.into());
-        out.insert("pool.created".into(), s.connections_created.into());
-        out.insert("pool.closed_broken".into(), s.connections_closed_broken.into());
+        &self.db_path
     }
 }

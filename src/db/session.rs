@@ -1,8 +1,8 @@
 //! [`SessionFactory`] and [`Session`]: a checked-out connection with a tracking record.
 //!
 //! A session records its id, when and where it was opened (`#[track_caller]`), the statement
-//! it is running and whether it is in a transaction; live sessions are leaves of their `Db`
-//! node in the tree, and [`SessionFactory::leak_report`] lists those open longer than the
+//! it is running and whether it is in a transaction; live sessions are leaves of their `Db`'s
+//! `sessions` node in the tree, and [`SessionFactory::leak_report`] lists those open longer than the
 //! configured threshold with where they were opened. At most `max_sessions` are open at once;
 //! opening one more waits up to `session_timeout`, then fails naming the limit.
 //!
@@ -23,7 +23,7 @@
 //! let mut session = db.session().await?;
 //! let n: i64 = session.query_one("SELECT count(*) FROM pg_class WHERE relkind = $1", &[&"r"]).await?.get(0);
 //! assert!(n > 0);
-//! println!("{}", manager.tree()); // root/db/session-1 while the session is open
+//! println!("{}", manager.tree()); // root/db/sessions/session-1 while the session is open
 //! drop(session);
 //! manager.shutdown(std::time::Duration::from_secs(5)).await;
 //! # Ok(())
@@ -47,7 +47,7 @@ use uno_actors::{AsyncManager, ChildContext, LeafNode, NodeKind, StatValue, Stat
 
 use super::config::DbConfig;
 use super::connect::{PgConnection, TxState};
-use super::error::{short_sql, DbError, ServerError, QUERY_CANCELED};
+use super::error::{push_short_sql, short_sql, DbError, ServerError, QUERY_CANCELED};
 use super::pool::{DbPool, PooledConn};
 
 /// How long a cleanup waits for a rollback (or a cancelled statement) before it gives up and
@@ -60,13 +60,31 @@ pub(crate) struct SessionRecord {
     opened_at: SystemTime,
     opened: Instant,
     opened_where: &'static Location<'static>,
-    statement: Mutex<Option<String>>,
+    /// The last statement's text (shortened); the buffer is reused, so recording a statement
+    /// does not allocate once it has grown.
+    statement: Mutex<String>,
+    /// Whether `statement` is running now (ending one is a store, not a lock).
+    running: AtomicBool,
     in_transaction: AtomicBool,
 }
 
 impl SessionRecord {
-    fn set_statement(&self, sql: Option<&str>) {
-        *self.statement.lock().unwrap_or_else(|p| p.into_inner()) = sql.map(short_sql);
+    fn start_statement(&self, sql: &str) {
+        let mut text = self.statement.lock().unwrap_or_else(|p| p.into_inner());
+        text.clear();
+        push_short_sql(&mut text, sql);
+        self.running.store(true, Ordering::Release);
+    }
+
+    fn end_statement(&self) {
+        self.running.store(false, Ordering::Release);
+    }
+
+    fn statement(&self) -> Option<String> {
+        if !self.running.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(self.statement.lock().unwrap_or_else(|p| p.into_inner()).clone())
     }
 
     fn info(&self) -> SessionInfo {
@@ -75,7 +93,7 @@ impl SessionRecord {
             opened_at: self.opened_at,
             opened_where: format!("{}:{}", self.opened_where.file(), self.opened_where.line()),
             open_for: self.opened.elapsed(),
-            statement: self.statement.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            statement: self.statement(),
             in_transaction: self.in_transaction.load(Ordering::Relaxed),
         }
     }
@@ -275,7 +293,6 @@ impl StatsSource for FactoryInner {
             "sessions.leaked".into(),
             self.leaks_reported.load(Ordering::Relaxed).into(),
         );
-        self.pool.collect(out);
     }
 }
 
@@ -312,7 +329,8 @@ async fn open_session(
         opened_at: SystemTime::now(),
         opened: Instant::now(),
         opened_where: location,
-        statement: Mutex::new(None),
+        statement: Mutex::new(String::new()),
+        running: AtomicBool::new(false),
         in_transaction: AtomicBool::new(false),
     });
     let leaf = inner.ctx.add_leaf(&format!("session-{id}"), NodeKind::Session);
@@ -445,22 +463,13 @@ impl Session {
 
     /// Runs a simple-protocol statement (no parameters), cancellable unless `uncancellable`.
     pub(crate) async fn simple(&mut self, sql: &str, cancellable: bool) -> Result<(), DbError> {
-        let token = if cancellable { Some(self.token.clone()) } else { None };
+        let token = cancellable.then_some(&self.token);
         let conn = self.conn.as_deref().ok_or_else(|| DbError::Usage {
             session: self.id,
             message: "the session's connection is gone".into(),
         })?;
         let fut = conn.client.batch_execute(sql);
-        run(
-            self.id,
-            &self.record,
-            &self.manager,
-            Conn::of(conn),
-            token.as_ref(),
-            sql,
-            fut,
-        )
-        .await
+        run(self.id, &self.record, &self.manager, Conn::of(conn), token, sql, fut).await
     }
 
     pub(crate) async fn begin_raw(
@@ -496,8 +505,16 @@ impl Session {
     }
 
     pub(crate) async fn in_tx_query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
-        let (id, token) = (self.id, self.token.clone());
-        let conn = self.conn.as_deref_mut().ok_or_else(|| DbError::Usage {
+        let Session {
+            id,
+            conn,
+            token,
+            record,
+            manager,
+            ..
+        } = self;
+        let id = *id;
+        let conn = conn.as_deref_mut().ok_or_else(|| DbError::Usage {
             session: id,
             message: "the session's connection is gone".into(),
         })?;
@@ -513,7 +530,7 @@ impl Session {
             let statement = statements.get(client, sql).await?;
             client.query(&statement, params).await
         };
-        run(id, &self.record, &self.manager, c, Some(&token), sql, fut).await
+        run(id, record, manager, c, Some(token), sql, fut).await
     }
 
     /// Runs a statement that returns exactly one row.
@@ -553,8 +570,16 @@ impl Session {
     }
 
     pub(crate) async fn in_tx_execute(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
-        let (id, token) = (self.id, self.token.clone());
-        let conn = self.conn.as_deref_mut().ok_or_else(|| DbError::Usage {
+        let Session {
+            id,
+            conn,
+            token,
+            record,
+            manager,
+            ..
+        } = self;
+        let id = *id;
+        let conn = conn.as_deref_mut().ok_or_else(|| DbError::Usage {
             session: id,
             message: "the session's connection is gone".into(),
         })?;
@@ -570,7 +595,7 @@ impl Session {
             let statement = statements.get(client, sql).await?;
             client.execute(&statement, params).await
         };
-        run(id, &self.record, &self.manager, c, Some(&token), sql, fut).await
+        run(id, record, manager, c, Some(token), sql, fut).await
     }
 
     /// Runs several statements separated by `;` without parameters (simple protocol).
@@ -593,8 +618,16 @@ impl Session {
     /// # Errors
     /// As [`query`](Self::query).
     pub async fn prepare(&mut self, sql: &str) -> Result<Statement, DbError> {
-        let (id, token) = (self.id, self.token.clone());
-        let conn = self.conn.as_deref_mut().ok_or_else(|| DbError::Usage {
+        let Session {
+            id,
+            conn,
+            token,
+            record,
+            manager,
+            ..
+        } = self;
+        let id = *id;
+        let conn = conn.as_deref_mut().ok_or_else(|| DbError::Usage {
             session: id,
             message: "the session's connection is gone".into(),
         })?;
@@ -607,7 +640,7 @@ impl Session {
         } = conn;
         let c = Conn { client, cancel, broken };
         let fut = statements.get(client, sql);
-        run(id, &self.record, &self.manager, c, Some(&token), sql, fut).await
+        run(id, record, manager, c, Some(token), sql, fut).await
     }
 
     /// Runs a prepared statement (from [`prepare`](Self::prepare)) and returns its rows.
@@ -717,19 +750,20 @@ async fn run<T>(
     if token.is_some_and(CancellationToken::is_cancelled) {
         return Err(cancelled());
     }
-    record.set_statement(Some(sql));
+    record.start_statement(sql);
     let mut guard = InFlight {
         conn,
         manager,
         armed: true,
     };
-    let never = CancellationToken::new();
-    let token = token.unwrap_or(&never);
     let mut fut = std::pin::pin!(fut);
-    let outcome = tokio::select! {
-        biased;
-        r = &mut fut => Ok(r),
-        () = token.cancelled() => Err(()),
+    let outcome = match token {
+        Some(token) => tokio::select! {
+            biased;
+            r = &mut fut => Ok(r),
+            () = token.cancelled() => Err(()),
+        },
+        None => Ok(fut.as_mut().await),
     };
     let result = match outcome {
         Ok(r) => r.map_err(|e| query_error(id, sql, conn, &e)),
@@ -747,7 +781,7 @@ async fn run<T>(
     };
     guard.armed = false;
     drop(guard);
-    record.set_statement(None);
+    record.end_statement();
     result
 }
 

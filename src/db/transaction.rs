@@ -294,9 +294,26 @@ impl Session {
         }
     }
 
-    /// Runs `f` in a transaction (as [`transaction_with`](Self::transaction_with)) and runs it
-    /// again, per `policy`, when it fails with 40001 `serialization_failure` or 40P01
-    /// `deadlock_detected`. Other errors end it at once.
+    /// Runs `f` in a transaction (as [`transaction`](Self::transaction)) and runs it again, per
+    /// `policy`, when it fails with 40001 `serialization_failure` or 40P01 `deadlock_detected`.
+    /// Other errors end it at once. Each attempt is a fresh transaction: `f` must not keep
+    /// effects outside the database from a failed attempt.
+    ///
+    /// ```no_run
+    /// use uno_runtime::db::{DbError, Session};
+    /// use uno_runtime::resilience::RetryPolicy;
+    ///
+    /// # async fn f(session: &mut Session) -> Result<(), Box<dyn std::error::Error>> {
+    /// let policy = RetryPolicy::<DbError>::builder().max_attempts(5).build()?;
+    /// let n: i64 = session
+    ///     .retry_transaction(&policy, |tx| Box::pin(async move {
+    ///         tx.execute("UPDATE counters SET n = n + 1 WHERE id = 1", &[]).await?;
+    ///         Ok(tx.query_one("SELECT n FROM counters WHERE id = 1", &[]).await?.get(0))
+    ///     }))
+    ///     .await?;
+    /// # let _ = n; Ok(())
+    /// # }
+    /// ```
     ///
     /// # Cancel safety
     /// As [`transaction`](Self::transaction).
@@ -304,7 +321,22 @@ impl Session {
     /// # Errors
     /// The last attempt's [`DbError`]; when the policy gives up on a retryable error, that
     /// error (its attempts are logged).
-    pub async fn retry_transaction<T, F>(
+    pub async fn retry_transaction<T, F>(&mut self, policy: &RetryPolicy<DbError>, f: F) -> Result<T, DbError>
+    where
+        F: for<'t, 's> FnMut(&'t mut Transaction<'s>) -> BoxFuture<'t, Result<T, DbError>>,
+    {
+        self.retry_transaction_with(policy, TxOptions::new(), f).await
+    }
+
+    /// [`retry_transaction`](Self::retry_transaction) with `options` (for example
+    /// [`IsolationLevel::Serializable`]) for every attempt.
+    ///
+    /// # Cancel safety
+    /// As [`transaction`](Self::transaction).
+    ///
+    /// # Errors
+    /// As [`retry_transaction`](Self::retry_transaction).
+    pub async fn retry_transaction_with<T, F>(
         &mut self,
         policy: &RetryPolicy<DbError>,
         options: TxOptions,
@@ -315,6 +347,7 @@ impl Session {
     {
         // Attempts run one after another; the mutex only lends the session and the closure to
         // each attempt's future.
+        let session = self.id;
         let state = Mutex::new((self, f));
         let state = &state;
         let outcome = retry(policy, || async move {
@@ -330,7 +363,7 @@ impl Session {
         match outcome {
             Ok(result) => result,
             Err(RetryError::Cancelled { last_error, .. }) => Err(last_error.unwrap_or(DbError::Cancelled {
-                session: 0,
+                session,
                 statement: None,
             })),
             Err(e) => {
@@ -341,7 +374,7 @@ impl Session {
                         Err(error)
                     }
                     None => Err(DbError::Cancelled {
-                        session: 0,
+                        session,
                         statement: None,
                     }),
                 }
