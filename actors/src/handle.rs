@@ -263,10 +263,14 @@ impl<M: Message> SupervisedRef<M> {
     /// when it stayed down longer than the restart wait, [`RefError::NotStarted`] when the spec
     /// was never spawned. The message is handed back in every case.
     pub async fn cast(&self, message: M) -> Result<(), CastError<M>> {
-        let (mut message, mut past) = match self.try_send(message)? {
-            Attempt::Sent => return Ok(()),
-            Attempt::Wait { message, past } => (message, past),
-        };
+        match self.try_send(message)? {
+            Attempt::Sent => Ok(()),
+            // Boxed so that the fast path's future stays small: the wait is the rare case.
+            Attempt::Wait { message, past } => Box::pin(self.cast_after_wait(message, past)).await,
+        }
+    }
+
+    async fn cast_after_wait(&self, mut message: M, mut past: Option<u64>) -> Result<(), CastError<M>> {
         let deadline = Instant::now() + self.restart_wait;
         loop {
             if let Err(reason) = self.wait_next(past, deadline).await {
