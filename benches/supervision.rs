@@ -111,6 +111,15 @@ fn runtime() -> Runtime {
         .unwrap()
 }
 
+/// Message paths (cast, call, restart) are measured on one thread: on two cores, cross-thread
+/// wake-ups dominate and make the same case swing by 2x between runs, hiding uno's own cost.
+fn single_thread_runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 async fn manager() -> AsyncManager {
     AsyncManager::start(ManagerConfig {
         intensity: Intensity::new(u32::MAX, Duration::from_secs(1)).unwrap(),
@@ -123,7 +132,7 @@ async fn manager() -> AsyncManager {
 const CASTS: u64 = 10_000;
 
 fn cast_throughput(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = single_thread_runtime();
     let (m, uno, raw) = rt.block_on(async {
         let m = manager().await;
         let uno = m.spawn(worker("w")).await.unwrap();
@@ -154,7 +163,7 @@ fn cast_throughput(c: &mut Criterion) {
 }
 
 fn call_round_trip(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = single_thread_runtime();
     let (m, uno, raw) = rt.block_on(async {
         let m = manager().await;
         let uno = m.spawn(worker("w")).await.unwrap();
@@ -200,7 +209,7 @@ async fn raw_restart(current: &watch::Receiver<Option<ActorRef<Msg>>>) {
 }
 
 fn restart_latency(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = single_thread_runtime();
     let (m, uno, raw_parent, raw_current) = rt.block_on(async {
         let m = manager().await;
         let uno = m.spawn(worker("w")).await.unwrap();
