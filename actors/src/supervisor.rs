@@ -497,11 +497,7 @@ impl SupervisorState {
                 let c = &mut self.children[i];
                 c.pending = Some(generation);
                 c.spec.starter.slot().mark_down();
-                let st = match status {
-                    Status::Backoff(t) => Status::Backoff(t),
-                    _ => Status::Restarting,
-                };
-                self.ctx.shared().registry.set_status(c.node, st);
+                self.ctx.shared().registry.set_status(c.node, status);
                 if c.uid != failed_uid {
                     // Restarted with the group: a restart of this node too, though not its failure.
                     self.ctx.shared().registry.update(c.node, |e| e.restarts += 1);

@@ -168,6 +168,7 @@ pub trait StatsSource: Send + Sync + 'static {
     fn collect(&self, out: &mut BTreeMap<String, StatValue>);
 }
 
+#[derive(Clone, Copy)]
 pub(crate) enum Status {
     Starting,
     Running,
@@ -430,6 +431,13 @@ impl NodeStats {
                 e.stats.remove(key);
             });
         }
+    }
+
+    /// Attaches `source` and hands it back: the node holds it weakly, so its values show for
+    /// as long as the caller keeps the returned handle.
+    pub fn attach_shared(&self, source: Arc<dyn StatsSource>) -> Arc<dyn StatsSource> {
+        self.attach(Arc::downgrade(&source));
+        source
     }
 
     /// Attaches a source read at every snapshot. Held weakly: once the component is dropped, its

@@ -191,8 +191,6 @@ where
     /// Attaches this batcher's counters to a node's stats. The node holds the source
     /// weakly: keep the returned handle as long as the stats should show.
     pub fn attach_stats(&self, stats: &NodeStats) -> Arc<dyn StatsSource> {
-        let source: Arc<dyn StatsSource> = Arc::new(BatcherStatsSource(self.clone()));
-        stats.attach(Arc::downgrade(&source));
-        source
+        stats.attach_shared(Arc::new(BatcherStatsSource(self.clone())))
     }
 }

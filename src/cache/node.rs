@@ -143,8 +143,6 @@ where
     /// of your own. The node holds the source weakly: keep the returned handle as long
     /// as the stats should show.
     pub fn attach_stats(&self, stats: &NodeStats) -> Arc<dyn StatsSource> {
-        let source: Arc<dyn StatsSource> = Arc::new(CacheStatsSource(self.clone()));
-        stats.attach(Arc::downgrade(&source));
-        source
+        stats.attach_shared(Arc::new(CacheStatsSource(self.clone())))
     }
 }

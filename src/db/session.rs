@@ -46,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 use uno_actors::{AsyncManager, ChildContext, LeafNode, NodeKind, StatValue, StatsSource};
 
 use super::config::DbConfig;
-use super::connect::{PgConnection, TxState};
+use super::connect::{PgConnection, StatementCache, TxState};
 use super::error::{push_short_sql, short_sql, DbError, ServerError, QUERY_CANCELED};
 use super::pool::{DbPool, PooledConn};
 
@@ -462,6 +462,39 @@ impl Session {
     }
 
     /// Runs a simple-protocol statement (no parameters), cancellable unless `uncancellable`.
+    /// Splits the session into what one statement through the statement cache needs, so the
+    /// statement's future can borrow the cache while `run` tracks it.
+    fn statement_parts(&mut self) -> Result<StatementParts<'_>, DbError> {
+        let Session {
+            id,
+            conn,
+            token,
+            record,
+            manager,
+            ..
+        } = self;
+        let conn = conn.as_deref_mut().ok_or_else(|| DbError::Usage {
+            session: *id,
+            message: "the session's connection is gone".into(),
+        })?;
+        let PgConnection {
+            client,
+            statements,
+            cancel,
+            broken,
+            ..
+        } = conn;
+        Ok(StatementParts {
+            id: *id,
+            client,
+            statements,
+            conn: Conn { client, cancel, broken },
+            token,
+            record,
+            manager,
+        })
+    }
+
     pub(crate) async fn simple(&mut self, sql: &str, cancellable: bool) -> Result<(), DbError> {
         let token = cancellable.then_some(&self.token);
         let conn = self.conn.as_deref().ok_or_else(|| DbError::Usage {
@@ -505,27 +538,15 @@ impl Session {
     }
 
     pub(crate) async fn in_tx_query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
-        let Session {
+        let StatementParts {
             id,
-            conn,
+            client,
+            statements,
+            conn: c,
             token,
             record,
             manager,
-            ..
-        } = self;
-        let id = *id;
-        let conn = conn.as_deref_mut().ok_or_else(|| DbError::Usage {
-            session: id,
-            message: "the session's connection is gone".into(),
-        })?;
-        let PgConnection {
-            client,
-            statements,
-            cancel,
-            broken,
-            ..
-        } = conn;
-        let c = Conn { client, cancel, broken };
+        } = self.statement_parts()?;
         let fut = async {
             let statement = statements.get(client, sql).await?;
             client.query(&statement, params).await
@@ -570,27 +591,15 @@ impl Session {
     }
 
     pub(crate) async fn in_tx_execute(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
-        let Session {
+        let StatementParts {
             id,
-            conn,
+            client,
+            statements,
+            conn: c,
             token,
             record,
             manager,
-            ..
-        } = self;
-        let id = *id;
-        let conn = conn.as_deref_mut().ok_or_else(|| DbError::Usage {
-            session: id,
-            message: "the session's connection is gone".into(),
-        })?;
-        let PgConnection {
-            client,
-            statements,
-            cancel,
-            broken,
-            ..
-        } = conn;
-        let c = Conn { client, cancel, broken };
+        } = self.statement_parts()?;
         let fut = async {
             let statement = statements.get(client, sql).await?;
             client.execute(&statement, params).await
@@ -618,27 +627,15 @@ impl Session {
     /// # Errors
     /// As [`query`](Self::query).
     pub async fn prepare(&mut self, sql: &str) -> Result<Statement, DbError> {
-        let Session {
+        let StatementParts {
             id,
-            conn,
+            client,
+            statements,
+            conn: c,
             token,
             record,
             manager,
-            ..
-        } = self;
-        let id = *id;
-        let conn = conn.as_deref_mut().ok_or_else(|| DbError::Usage {
-            session: id,
-            message: "the session's connection is gone".into(),
-        })?;
-        let PgConnection {
-            client,
-            statements,
-            cancel,
-            broken,
-            ..
-        } = conn;
-        let c = Conn { client, cancel, broken };
+        } = self.statement_parts()?;
         let fut = statements.get(client, sql);
         run(id, record, manager, c, Some(token), sql, fut).await
     }
@@ -715,6 +712,16 @@ pub(crate) fn opt_row(session: u64, sql: &str, mut rows: Vec<Row>) -> Result<Opt
 }
 
 /// The parts of a connection a running statement needs besides the future itself.
+struct StatementParts<'a> {
+    id: u64,
+    client: &'a tokio_postgres::Client,
+    statements: &'a mut StatementCache,
+    conn: Conn<'a>,
+    token: &'a CancellationToken,
+    record: &'a SessionRecord,
+    manager: &'a AsyncManager,
+}
+
 #[derive(Clone, Copy)]
 struct Conn<'a> {
     client: &'a tokio_postgres::Client,

@@ -629,7 +629,7 @@ impl<T: ?Sized> AsyncLock<T> {
     /// source weakly: keep the returned handle as long as the stats should show (it
     /// keeps the lock's bookkeeping alive, not the protected value).
     pub fn attach_stats(&self, stats: &uno_actors::tree::NodeStats) -> Arc<dyn uno_actors::tree::StatsSource> {
-        crate::sync::stats::attach_source(stats, Arc::new(LockStatsSource(self.shared.clone())))
+        stats.attach_shared(Arc::new(LockStatsSource(self.shared.clone())))
     }
 }
 

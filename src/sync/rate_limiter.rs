@@ -546,6 +546,6 @@ where
     /// `<name>.<counter>` keys read only when a snapshot is taken. The node holds the
     /// source weakly: keep the returned handle as long as the stats should show.
     pub fn attach_stats(&self, stats: &uno_actors::tree::NodeStats) -> Arc<dyn uno_actors::tree::StatsSource> {
-        crate::sync::stats::attach_source(stats, Arc::new(self.clone()))
+        stats.attach_shared(Arc::new(self.clone()))
     }
 }

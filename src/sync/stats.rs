@@ -48,16 +48,6 @@ pub(crate) fn collect_prefixed<S: serde::Serialize>(
     }
 }
 
-/// Attaches `source` to a node's stats and returns the strong handle the node's weak
-/// reference depends on.
-pub(crate) fn attach_source(
-    stats: &uno_actors::tree::NodeStats,
-    source: std::sync::Arc<dyn uno_actors::tree::StatsSource>,
-) -> std::sync::Arc<dyn uno_actors::tree::StatsSource> {
-    stats.attach(std::sync::Arc::downgrade(&source));
-    source
-}
-
 /// Implements `StatsSource` and `attach_stats` for a cloneable primitive with `name()`
 /// and a serialisable `stats()`.
 macro_rules! node_stats {
@@ -78,7 +68,7 @@ macro_rules! node_stats {
                 &self,
                 stats: &uno_actors::tree::NodeStats,
             ) -> std::sync::Arc<dyn uno_actors::tree::StatsSource> {
-                crate::sync::stats::attach_source(stats, std::sync::Arc::new(self.clone()))
+                stats.attach_shared(std::sync::Arc::new(self.clone()))
             }
         }
     };
